@@ -1,0 +1,39 @@
+"""xdshub: the Flask application factory.
+
+`create_app` layers settings (defaults, hub.toml, XDSHUB_* variables, test
+overrides), attaches the database and registers one blueprint per actor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app
+
+from hub.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None, database: Any | None = None) -> Flask:
+    from hub import db, logs, ops, problems
+    from hub.security import oauth
+    from registry import views as registry_views
+
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config["XDSHUB_SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["JSON_SORT_KEYS"] = False
+
+    database = database or db.Database(settings.database_url)
+    db.init_app(app, database)
+    logs.init_app(app)
+    ops.init_app(app)
+    problems.init_app(app)
+    oauth.init_app(app)
+    registry_views.init_app(app)
+    return app
+
+
+def get_settings() -> Settings:
+    """The settings of the app serving the current request."""
+    return current_app.config["XDSHUB_SETTINGS"]  # type: ignore[no-any-return]

@@ -1,0 +1,154 @@
+"""The hub's settings: one frozen dataclass, the only reader of os.environ.
+
+Layers, later ones win: defaults, `DIR/hub.toml`, `XDSHUB_*` environment
+variables, then explicit overrides (tests). Every key has a type, a default
+and a line of documentation in `FIELD_DOCS`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATA_DIR = Path("var")
+
+FIELD_DOCS = {
+    "data_dir": "folder with hub.toml, the database (SQLite default), the PKI and the blobs",
+    "database_url": "SQLAlchemy URL; default sqlite:///DIR/hub.db",
+    "storage_url": "where blobs live: file:///path (default DIR/blobs) or s3://bucket/prefix",
+    "home_community_id": "this hub's XCA homeCommunityId (urn:oid:...)",
+    "repository_unique_id": "this hub's repositoryUniqueId (an OID)",
+    "dimse_port": "DICOM C-STORE/C-ECHO port; 0 turns DIMSE off",
+    "host": "address `xdshub serve` binds",
+    "port": "HTTPS port of `xdshub serve`",
+    "public_url": "the base URL clients use (issuer of tokens, token_url in client bundles)",
+    "workers": "WSGI worker processes",
+    "threads": "threads per worker",
+    "max_body_bytes": "largest request body accepted (413 / SOAP fault beyond)",
+    "max_query_results": "stored queries matching more objects answer XDSTooManyResults",
+    "token_lifetime": "access token lifetime in seconds",
+    "server_cert": "PEM of the HTTPS server certificate (chain)",
+    "server_key": "PEM of its private key",
+    "ca_certs": "PEM bundle of CAs whose client certificates are trusted",
+    "ca_cert": "the hub's own CA certificate (issues client certificates)",
+    "ca_key": "the hub CA's private key (absent when an operator brings their own CA)",
+    "signing_key": "private key (PEM) that signs access tokens",
+    "restricted_confidentiality_codes": "confidentialityCodes visible only to the submitting organisation",
+    "log_level": "logging level name",
+}
+
+ENVIRONMENT = {
+    "XDSHUB_DATABASE_URL": "database_url",
+    "XDSHUB_STORAGE_URL": "storage_url",
+    "XDSHUB_HOME_COMMUNITY_ID": "home_community_id",
+    "XDSHUB_REPOSITORY_UNIQUE_ID": "repository_unique_id",
+    "XDSHUB_DIMSE_PORT": "dimse_port",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = ""
+    storage_url: str = ""
+    home_community_id: str = "urn:oid:1.3.6.1.4.1.21367.2026.1"
+    repository_unique_id: str = "1.3.6.1.4.1.21367.2026.1.1"
+    dimse_port: int = 11112
+    host: str = "127.0.0.1"
+    port: int = 8443
+    public_url: str = ""
+    workers: int = 2
+    threads: int = 8
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_query_results: int = 1000
+    token_lifetime: int = 300
+    server_cert: Path = Path("pki/server.crt")
+    server_key: Path = Path("pki/server.key")
+    ca_certs: Path = Path("pki/trusted-ca.crt")
+    ca_cert: Path = Path("pki/ca.crt")
+    ca_key: Path = Path("pki/ca.key")
+    signing_key: Path = Path("pki/token-signing.key")
+    restricted_confidentiality_codes: tuple[str, ...] = ("R", "V")
+    log_level: str = "INFO"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"https://{self.host}:{self.port}"
+
+    def path(self, value: Path) -> Path:
+        """A settings path resolved against the data dir."""
+        return value if value.is_absolute() else self.data_dir / value
+
+    @property
+    def toml_path(self) -> Path:
+        return self.data_dir / "hub.toml"
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    if kind == "int":
+        return int(value)
+    if kind == "Path":
+        return Path(value)
+    if kind.startswith("tuple"):
+        return tuple(value.split(",") if isinstance(value, str) else value)
+    return value
+
+
+def load_settings(data_dir: Path | str | None = None, environ: dict[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    """Defaults, then DIR/hub.toml, then XDSHUB_* variables, then `overrides`."""
+    environ = dict(os.environ if environ is None else environ)
+    data_dir = Path(data_dir or environ.get("XDSHUB_DATA_DIR") or DEFAULT_DATA_DIR).absolute()
+    values: dict[str, Any] = {}
+    known = {f.name for f in fields(Settings)} - {"data_dir", "extra"}
+    toml_file = data_dir / "hub.toml"
+    extra: dict[str, Any] = {}
+    if toml_file.exists():
+        with toml_file.open("rb") as fh:
+            for key, value in tomllib.load(fh).items():
+                if key in known:
+                    values[key] = _coerce(key, value)
+                else:
+                    extra[key] = value
+    for var, name in ENVIRONMENT.items():
+        if environ.get(var, "") != "":
+            values[name] = _coerce(name, environ[var])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(data_dir=data_dir, extra=extra, **values)
+    if not settings.database_url:
+        settings = replace(settings, database_url=f"sqlite:///{data_dir / 'hub.db'}")
+    if not settings.storage_url:
+        settings = replace(settings, storage_url=(data_dir / "blobs").as_uri())
+    return settings
+
+
+def render_toml(settings: Settings) -> str:
+    """The hub.toml `xdshub init` writes: every setting with its documentation."""
+    lines = ["# xdshub settings. XDSHUB_* environment variables override these.", ""]
+    for f in fields(Settings):
+        if f.name in ("data_dir", "extra"):
+            continue
+        value = getattr(settings, f.name)
+        lines.append(f"# {FIELD_DOCS[f.name]}")
+        if f.name in ("database_url", "storage_url") and value.startswith(("sqlite:///", "file://")) \
+                and str(settings.data_dir) in value:
+            lines.append(f"# {f.name} = {_toml_value(value)}")
+            continue
+        lines.append(f"{f.name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
