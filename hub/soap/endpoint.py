@@ -1,0 +1,106 @@
+"""A SOAP endpoint: read, authenticate, dispatch by wsa:Action, answer.
+
+Each actor's blueprint declares its operations in a table (action → scope,
+handler, error renderer) and calls `handle_soap(operations)`; the order of
+checks is the same everywhere:
+
+1. the body is read within the size limit (413 fault beyond);
+2. a caller with no client certificate is refused before any XML is parsed;
+3. the envelope is parsed by the hardened parser and the action looked up
+   (unknown: wsa:ActionNotSupported, WS-Addressing SOAP binding 6.4.4);
+4. certificate, token and scope are verified (401 / 403 faults);
+5. the handler runs in one database transaction, committed only on success.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Response, g, request
+from lxml import etree
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from hub import get_settings
+from hub.db import get_session
+from hub.errors import AuthenticationFault, PayloadTooLarge, SenderFault, SoapFault, XdsError, XdsErrorList
+from hub.ops import observe_transaction
+from hub.security.identity import Caller
+from hub.security.protect import authenticate
+from hub.security.tls import peer_certificate_der
+from hub.soap.envelope import SoapRequest
+from hub.soap.faults import ErrorRenderer, fault_response, registry_error_response, unexpected_fault
+from hub.soap.http import read_soap_request, soap_response
+
+Handler = Callable[[Caller, Session, SoapRequest], etree._Element]
+
+
+@dataclass(frozen=True)
+class SoapOperation:
+    transaction: str          # e.g. "ITI-42", for logs and metrics
+    action: str
+    response_action: str
+    scope: str
+    handle: Handler
+    render_errors: ErrorRenderer
+
+
+def _read_body() -> bytes:
+    limit = get_settings().max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(limit)
+    try:
+        data = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise PayloadTooLarge(limit) from None
+    if len(data) > limit:
+        raise PayloadTooLarge(limit)
+    return data
+
+
+def _rollback() -> None:
+    session = g.get("db_session")
+    if session is not None:
+        session.rollback()
+
+
+def handle_soap(operations: dict[str, SoapOperation]) -> Response:
+    started = time.perf_counter()
+    transaction = "unknown"
+    soap: SoapRequest | None = None
+    outcome = "fault"
+    try:
+        body = _read_body()
+        if peer_certificate_der() is None:
+            raise AuthenticationFault("a client certificate is required", error="invalid_request")
+        soap = read_soap_request(request.content_type, body)
+        operation = operations.get(soap.action)
+        if operation is None:
+            raise SenderFault(f"action {soap.action!r} is not supported at this endpoint",
+                              subcode="wsa:ActionNotSupported")
+        transaction = operation.transaction
+        g.transaction = transaction
+        caller = authenticate(operation.scope)
+        g.caller = caller
+        session = get_session()
+        try:
+            answer = operation.handle(caller, session, soap)
+            session.commit()
+        except (XdsError, XdsErrorList) as exc:
+            session.rollback()
+            outcome = "error"
+            return registry_error_response(operation.render_errors, exc, operation.response_action,
+                                           soap.message_id, soap.mtom)
+        outcome = "success"
+        return soap_response(operation.response_action, answer, soap.message_id, soap.mtom)
+    except SoapFault as fault:
+        _rollback()
+        return fault_response(fault, soap.message_id if soap else None, soap.mtom if soap else False)
+    except Exception as exc:  # translated at this boundary, never leaked
+        _rollback()
+        return fault_response(unexpected_fault(exc, g.get("request_id")),
+                              soap.message_id if soap else None)
+    finally:
+        observe_transaction(transaction, outcome, time.perf_counter() - started)
