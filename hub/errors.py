@@ -123,7 +123,7 @@ class AuthenticationFault(SoapFault):
     """No client certificate, no token, or a token that is expired or not ours: HTTP 401."""
 
     def __init__(self, reason: str, error: str = "invalid_token") -> None:
-        super().__init__(reason, "Sender", "wsse:FailedAuthentication", 401)
+        super().__init__(reason, "Sender", None, 401)
         self.error = error
 
 
@@ -131,7 +131,7 @@ class AuthorizationFault(SoapFault):
     """Authenticated, but not allowed: wrong scope, token bound to another certificate. HTTP 403."""
 
     def __init__(self, reason: str, error: str = "insufficient_scope") -> None:
-        super().__init__(reason, "Sender", "wsse:FailedAuthentication", 403)
+        super().__init__(reason, "Sender", None, 403)
         self.error = error
 
 

@@ -33,16 +33,11 @@ def fault_element(fault: SoapFault) -> etree._Element:
     code = etree.SubElement(root, f"{{{NS_SOAP12}}}Code")
     etree.SubElement(code, f"{{{NS_SOAP12}}}Value").text = f"s:{fault.code}"
     if fault.subcode:
-        prefix, _, local = fault.subcode.partition(":")
-        namespaces = {
-            "wsa": NS_WSA,
-            "wsse": "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd",
-        }
+        # Subcodes are WS-Addressing fault codes (WS-Addressing SOAP binding 6.4); the
+        # envelope declares that namespace with the prefix "a", which must stay in scope.
+        _, _, local = fault.subcode.partition(":")
         subcode = etree.SubElement(code, f"{{{NS_SOAP12}}}Subcode")
-        namespace = namespaces[prefix]
-        value = etree.SubElement(subcode, f"{{{NS_SOAP12}}}Value", nsmap={prefix: namespace})
-        in_scope = next(p for p, ns in value.nsmap.items() if ns == namespace)
-        value.text = f"{in_scope}:{local}"
+        etree.SubElement(subcode, f"{{{NS_SOAP12}}}Value").text = f"a:{local}"
     reason = etree.SubElement(root, f"{{{NS_SOAP12}}}Reason")
     text = etree.SubElement(reason, f"{{{NS_SOAP12}}}Text")
     text.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
