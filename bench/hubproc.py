@@ -1,0 +1,59 @@
+"""Start a real `xdshub serve` on loopback for benchmarks and functional checks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def xdshub(*args: str, env: dict[str, str] | None = None) -> None:
+    cmd = [str(Path(sys.executable).with_name("xdshub")), *args]
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+class HubProcess:
+    """`xdshub serve` in a subprocess; waits for /healthz, stops on exit."""
+
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
+        self.data_dir, self.port = data_dir, port
+        self.env = {**os.environ, **(env or {})}
+        self.url = f"https://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> HubProcess:
+        cmd = [str(Path(sys.executable).with_name("xdshub")), "serve", "--data-dir", str(self.data_dir),
+               "--port", str(self.port)]
+        self.log = (self.data_dir / "serve.log").open("wb")
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        ca = str(self.data_dir / "pki" / "ca.crt")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"xdshub serve exited; see {self.data_dir / 'serve.log'}")
+            try:
+                if requests.get(f"{self.url}/healthz", verify=ca, timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.3)
+        raise RuntimeError("xdshub serve did not become healthy within 60 s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
