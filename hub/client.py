@@ -47,6 +47,7 @@ class HubClient:
         self.token_url = self.config["token_url"] if base_url is None else f"{self.base_url}/oauth/token"
         self.timeout = timeout
         self.http = requests.Session()
+        self.http.trust_env = False  # REQUESTS_CA_BUNDLE must not replace the hub CA
         self.http.cert = (str(bundle / "client.crt"), str(bundle / "client.key"))
         self.http.verify = str(bundle / "ca.crt")
         self._token: str | None = None

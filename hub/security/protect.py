@@ -1,0 +1,108 @@
+"""Protecting machine-to-machine endpoints: certificate, bearer token, scope.
+
+`authenticate(scope)` accepts a request only when
+
+1. the TLS client certificate is registered to an organisation (else 401);
+2. the bearer token (RFC 6750 2.1) is a JWT access token of this hub
+   (RFC 9068 4: signature with the hub's key, typ, iss, aud, exp) (else 401);
+3. the token is bound to the presenting certificate (RFC 8705 3.2,
+   ``cnf.x5t#S256``), was issued to that certificate's organisation (sub), and
+   grants `scope` (RFC 6750 3.1 insufficient_scope) (else 403).
+
+It only raises `AuthenticationFault` / `AuthorizationFault`; the SOAP and
+JSON error mappers turn them into answers.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import request
+from joserfc import jwt
+from joserfc.errors import ExpiredTokenError, JoseError
+
+from hub.db import get_session
+from hub.errors import AuthenticationFault, AuthorizationFault
+from hub.security.identity import Caller
+from hub.security.oauth import ALGORITHM, TOKEN_TYPE, signing_key
+from hub.security.pki import thumbprint
+from hub.security.tls import organisation_for_certificate, peer_certificate_der
+from hub.settings import Settings
+from hub.tables import OAuthClient
+
+LEEWAY = 30  # seconds of clock skew tolerated on exp / nbf / iat
+
+
+def bearer_token() -> str:
+    """The token of an ``Authorization: Bearer`` header (RFC 6750 2.1)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationFault("a bearer access token is required", error="invalid_request")
+    return token
+
+
+def verify_access_token(settings: Settings, token: str) -> dict[str, object]:
+    """The claims of a valid access token of this hub, else AuthenticationFault."""
+    key = signing_key(settings)
+    try:
+        decoded = jwt.decode(token, key.public, algorithms=[ALGORITHM])
+    except (JoseError, ValueError, TypeError) as exc:
+        raise AuthenticationFault("the access token is malformed or not signed by this hub") from exc
+    if decoded.header.get("typ") != TOKEN_TYPE:
+        raise AuthenticationFault("not an access token (typ at+jwt expected)")
+    issuer = settings.base_url.rstrip("/")
+    registry = jwt.JWTClaimsRegistry(
+        leeway=LEEWAY,
+        iss={"essential": True, "value": issuer},
+        aud={"essential": True, "value": issuer},
+        exp={"essential": True},
+        sub={"essential": True},
+        client_id={"essential": True},
+        jti={"essential": True},
+    )
+    try:
+        registry.validate(decoded.claims)
+    except ExpiredTokenError as exc:
+        raise AuthenticationFault("the access token has expired") from exc
+    except JoseError as exc:
+        raise AuthenticationFault(f"the access token is not valid here: {exc.description}") from exc
+    return dict(decoded.claims)
+
+
+def authenticate(scope: str) -> Caller:
+    """The verified caller of this request, allowed `scope`; else a 401/403 fault."""
+    from hub import get_settings
+
+    der = peer_certificate_der()
+    if der is None:
+        raise AuthenticationFault("a client certificate is required", error="invalid_request")
+    session = get_session()
+    organisation = organisation_for_certificate(session, der)
+    if organisation is None:
+        raise AuthenticationFault("the client certificate is not registered to an organisation")
+    claims = verify_access_token(get_settings(), bearer_token())
+
+    presented = thumbprint(der)
+    confirmation = claims.get("cnf")
+    bound = confirmation.get("x5t#S256") if isinstance(confirmation, dict) else None
+    if not isinstance(bound, str) or not hmac.compare_digest(bound, presented):
+        raise AuthorizationFault("the access token is bound to another certificate (RFC 8705)",
+                                 error="invalid_token")
+    if claims.get("sub") != organisation.oid:
+        raise AuthorizationFault("the access token was issued to another organisation", error="invalid_token")
+    client = session.get(OAuthClient, str(claims.get("client_id")))
+    if client is None or client.organisation_id != organisation.id:
+        raise AuthenticationFault("the access token's client is no longer registered")
+    scopes = frozenset(str(claims.get("scope", "")).split())
+    if scope not in scopes:
+        raise AuthorizationFault(f"the access token does not grant the scope {scope!r}")
+    return Caller(
+        organisation_id=organisation.id,
+        organisation_oid=organisation.oid,
+        organisation_name=organisation.name,
+        client_id=client.client_id,
+        thumbprint=presented,
+        scopes=scopes,
+    )

@@ -1,0 +1,122 @@
+"""A real hub on loopback: `xdshub serve` in a subprocess, real TLS, two organisations.
+
+`running_hub` (session scope) initialises a data dir with the project's own
+PKI, registers "Org A" and "Org B" with their client bundles, starts the
+console script on an ephemeral port and waits until /healthz answers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from hub.db import Database
+from hub.organisations import add_organisation, write_bundle
+from hub.settings import Settings
+from hub.setup import initialise
+
+ORGANISATIONS = {"Org A": "1.3.6.1.4.1.21367.2026.901", "Org B": "1.3.6.1.4.1.21367.2026.902"}
+STARTUP_SECONDS = 60
+
+
+@dataclass
+class RunningHub:
+    data_dir: Path
+    url: str
+    settings: Settings
+    bundles: dict[str, Path] = field(default_factory=dict)     # "Org A" -> folder with client.crt, ...
+    oids: dict[str, str] = field(default_factory=dict)         # "Org A" -> its OID
+    log: Path | None = None
+
+    @property
+    def ca(self) -> Path:
+        return self.settings.path(self.settings.ca_cert)
+
+    def bundle(self, name: str = "Org A") -> Path:
+        return self.bundles[name]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def xdshub_command() -> list[str]:
+    script = Path(sys.executable).with_name("xdshub")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("xdshub")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from hub.cli import main; main()"]
+
+
+def register(settings: Settings, name: str, oid: str, folder: Path, scopes: list[str] | None = None) -> Path:
+    database = Database(settings.database_url)
+    try:
+        with database.session() as session:
+            new = add_organisation(session, settings, name, oid, scopes)
+        write_bundle(folder, settings, new)
+    finally:
+        database.dispose()
+    return folder
+
+
+def _wait_healthy(url: str, ca: Path, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"xdshub serve exited with {process.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
+        try:
+            with requests.get(f"{url}/healthz", verify=str(ca), timeout=2) as response:
+                if response.status_code == 200:
+                    return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"xdshub serve did not answer within {STARTUP_SECONDS}s:\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def running_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
+    """A running hub over mutual TLS with "Org A" and "Org B" registered."""
+    data_dir = tmp_path_factory.mktemp("hub") / "var"
+    port = free_port()
+    settings = initialise(data_dir, port=port, workers=2, threads=4)
+    hub = RunningHub(data_dir=data_dir, url=f"https://127.0.0.1:{port}", settings=settings)
+    for name, oid in ORGANISATIONS.items():
+        hub.bundles[name] = register(settings, name, oid, data_dir / "orgs" / name.lower().replace(" ", "-"))
+        hub.oids[name] = oid
+    hub.log = data_dir / "serve.log"
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    with hub.log.open("wb") as log:
+        process = subprocess.Popen(
+            [*xdshub_command(), "serve", "--data-dir", str(data_dir), "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_healthy(hub.url, hub.ca, process, hub.log)
+        yield hub
+    finally:
+        _stop(process)
