@@ -62,8 +62,7 @@ def ensure_organisations(settings: Settings) -> list[Path]:
                 if exists is not None:
                     raise SystemExit(f"demo organisation {name} exists but its bundle {folder} is gone; "
                                      f"remove {settings.data_dir} to start afresh")
-                scopes = (DEFAULT_SCOPES.split() if isinstance(DEFAULT_SCOPES, str) else list(DEFAULT_SCOPES))
-                new = add_organisation(session, settings, name, oid, scopes)
+                new = add_organisation(session, settings, name, oid, DEFAULT_SCOPES)
             write_bundle(folder, settings, new)
     finally:
         database.dispose()
