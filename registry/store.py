@@ -53,9 +53,10 @@ def _codes(obj: AnyObject) -> list[RegistryCodeRow]:
         for ref in obj.slot("urn:ihe:iti:xds:2013:referenceIdList"):
             rows.append(RegistryCodeRow(scheme=REFERENCE_ID, code=ref, coding_scheme=""))
     elif isinstance(obj, RegistryPackage):
-        scheme = SubmissionSetScheme.CONTENT_TYPE_CODE if obj.is_submission_set else FolderScheme.CODE_LIST
-        for code in obj.codes(scheme):
-            rows.append(RegistryCodeRow(scheme=scheme.value, code=code.code, coding_scheme=code.scheme))
+        package_scheme: str = (SubmissionSetScheme.CONTENT_TYPE_CODE.value if obj.is_submission_set
+                               else FolderScheme.CODE_LIST.value)
+        for code in obj.codes(package_scheme):
+            rows.append(RegistryCodeRow(scheme=package_scheme, code=code.code, coding_scheme=code.scheme))
     for author_scheme in AUTHOR_SCHEMES:
         for author in obj.classified_by(author_scheme):
             for person in author.slots.get("authorPerson", []):

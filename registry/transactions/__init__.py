@@ -1,0 +1,1 @@
+"""Registry transactions, one module per IHE transaction (ITI-42 register, ITI-18 query)."""

@@ -1,0 +1,1 @@
+"""Test factories: well-formed model objects with fresh identifiers (see metadata.py)."""

@@ -1,0 +1,118 @@
+"""Factories of XDS.b submissions for tests, on top of `registry.builders`.
+
+Every call gives fresh uniqueIds and entryUUIDs, so tests never collide; keyword
+arguments name what a test changes. `symbolic_ids` renames every id the way a
+Document Source may (ITI TF-3 4.2.3.1.1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import replace
+
+from registry.builders import (
+    DocumentSpec,
+    document_entry,
+    has_member,
+    new_id,
+    relationship,
+    submission_set,
+)
+from registry.model import (
+    Association,
+    Classification,
+    Code,
+    ExternalIdentifier,
+    ExtrinsicObject,
+    RegistryPackage,
+    SubmitObjectsRequest,
+)
+from registry.vocabulary import AssociationType, FolderScheme
+
+PATIENT = "PAT-1^^^&1.3.6.1.4.1.21367.2026.7&ISO"
+OTHER_PATIENT = "PAT-2^^^&1.3.6.1.4.1.21367.2026.7&ISO"
+SOURCE_ID = "1.3.6.1.4.1.21367.2026.9"
+REPOSITORY = "1.3.6.1.4.1.21367.2026.1.1"
+SUBMISSION_TIME = "20260115093000"
+RESTRICTED = Code("R", "2.16.840.1.113883.5.25", "Restricted")
+
+
+def unique_oid() -> str:
+    """A fresh OID under 2.25 (ITU-T X.667 UUID arc), 44 characters at most."""
+    return f"2.25.{uuid.uuid4().int}"
+
+
+def document(patient_id: str = PATIENT, **changes: object) -> ExtrinsicObject:
+    content = uuid.uuid4().bytes
+    spec = DocumentSpec(unique_id=unique_oid(), patient_id=patient_id, hash=hashlib.sha1(content).hexdigest(),
+                        size=len(content), repository_unique_id=REPOSITORY)
+    return document_entry(replace(spec, **changes))  # type: ignore[arg-type]
+
+
+def folder(patient_id: str = PATIENT, codes: tuple[Code, ...] = (Code("RAD", "1.2.3.99", "Radiology"),),
+           title: str = "Imaging") -> RegistryPackage:
+    """An XDSFolder (ITI TF-3 4.2.3.4): uniqueId, patientId, codeList, node classification."""
+    fid = new_id()
+    package = RegistryPackage(id=fid, name=title)
+    package.classifications = [
+        *[Classification(id=new_id(), classified_object=fid, scheme=FolderScheme.CODE_LIST.value,
+                         node_representation=c.code, name=c.display, slots={"codingScheme": [c.scheme]})
+          for c in codes],
+        Classification(id=new_id(), classified_object=fid, node=FolderScheme.NODE.value),
+    ]
+    package.external_identifiers = [
+        ExternalIdentifier(new_id(), fid, FolderScheme.UNIQUE_ID.value, unique_oid(), "XDSFolder.uniqueId"),
+        ExternalIdentifier(new_id(), fid, FolderScheme.PATIENT_ID.value, patient_id, "XDSFolder.patientId"),
+    ]
+    return package
+
+
+def submission(patient_id: str = PATIENT, documents: int = 1, folders: int = 0,
+               entries: list[ExtrinsicObject] | None = None) -> SubmitObjectsRequest:
+    """A SubmissionSet with its documents (and folders holding every document), all HasMember Original."""
+    docs = entries if entries is not None else [document(patient_id) for _ in range(documents)]
+    ss = submission_set(unique_oid(), patient_id, SOURCE_ID, SUBMISSION_TIME)
+    packages = [folder(patient_id) for _ in range(folders)]
+    associations: list[Association] = [has_member(ss.id, o.id) for o in [*docs, *packages]]
+    associations += [has_member(f.id, d.id) for f in packages for d in docs]
+    return SubmitObjectsRequest([ss, *packages, *docs, *associations])
+
+
+def replacement(target_id: str, kind: AssociationType = AssociationType.RPLC,
+                patient_id: str = PATIENT) -> tuple[SubmitObjectsRequest, ExtrinsicObject]:
+    """A submission of one new document related to `target_id` by `kind`."""
+    request = submission(patient_id)
+    new_doc = request.document_entries[0]
+    request.objects.append(relationship(kind, new_doc.id, target_id))
+    return request, new_doc
+
+
+def add_to_folder(folder_id: str, document_id: str, patient_id: str = PATIENT) -> SubmitObjectsRequest:
+    """Add an existing document to an existing folder (ITI TF-3 4.2.2.1.3)."""
+    ss = submission_set(unique_oid(), patient_id, SOURCE_ID, SUBMISSION_TIME)
+    membership = has_member(folder_id, document_id)
+    membership.slots = {}
+    return SubmitObjectsRequest([ss, membership, has_member(ss.id, membership.id, "Original")])
+
+
+def symbolic_ids(request: SubmitObjectsRequest) -> SubmitObjectsRequest:
+    """Rename every urn:uuid id of `request` to a symbolic one ("Document01"...), references too."""
+    mapping: dict[str, str] = {}
+    counter = iter(range(1, 10_000))
+
+    def name(ident: str) -> str:
+        return mapping.setdefault(ident, f"sym{next(counter):02d}")
+
+    for obj in request.objects:
+        obj.id = name(obj.id)
+        for c in obj.classifications:
+            c.id = name(c.id)
+            c.classified_object = obj.id
+        for e in obj.external_identifiers:
+            e.id = name(e.id)
+            e.registry_object = obj.id
+    for assoc in request.associations:
+        assoc.source = mapping.get(assoc.source, assoc.source)
+        assoc.target = mapping.get(assoc.target, assoc.target)
+    return request
