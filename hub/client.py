@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 from lxml import etree
 
-from hub.soap.envelope import NS_SOAP12, NS_WSA, parse_xml, serialize
+from hub.soap.envelope import NS_SOAP12, NS_WSA, parse_xml, render_envelope, serialize
 
 SOAP_CONTENT_TYPE = 'application/soap+xml; charset=UTF-8; action="{action}"'
 
@@ -72,14 +71,7 @@ class HubClient:
 
     def soap(self, path: str, action: str, body: etree._Element, scope: str | None = None) -> SoapAnswer:
         """POST a SOAP 1.2 request with WS-Addressing and a bearer token; parse the answer."""
-        envelope = etree.Element(f"{{{NS_SOAP12}}}Envelope", nsmap={"s": NS_SOAP12, "a": NS_WSA})
-        header = etree.SubElement(envelope, f"{{{NS_SOAP12}}}Header")
-        action_el = etree.SubElement(header, f"{{{NS_WSA}}}Action")
-        action_el.set(f"{{{NS_SOAP12}}}mustUnderstand", "true")
-        action_el.text = action
-        etree.SubElement(header, f"{{{NS_WSA}}}MessageID").text = f"urn:uuid:{uuid.uuid4()}"
-        etree.SubElement(header, f"{{{NS_WSA}}}To").text = self.base_url + path
-        etree.SubElement(envelope, f"{{{NS_SOAP12}}}Body").append(body)
+        envelope = render_envelope(action, body, to=self.base_url + path)
         response = self.http.post(
             self.base_url + path,
             data=serialize(envelope),

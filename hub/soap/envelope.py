@@ -130,16 +130,23 @@ def parse_envelope(data: bytes, content_type_action: str | None = None) -> SoapR
     )
 
 
-def render_envelope(action: str, body: etree._Element | None, relates_to: str | None) -> etree._Element:
-    """A SOAP 1.2 response envelope with wsa:Action, wsa:MessageID and wsa:RelatesTo."""
+def render_envelope(action: str, body: etree._Element | None, relates_to: str | None = None,
+                    to: str | None = None, message_id: str | None = None) -> etree._Element:
+    """A SOAP 1.2 envelope with wsa:Action, wsa:MessageID and, when given, wsa:RelatesTo / wsa:To.
+
+    Requests (the hub as a client) and responses (wsa:RelatesTo the request's
+    MessageID) are both built here.
+    """
     envelope = etree.Element(f"{{{NS_SOAP12}}}Envelope", nsmap={"s": NS_SOAP12, "a": NS_WSA})
     header = etree.SubElement(envelope, f"{{{NS_SOAP12}}}Header")
     action_el = etree.SubElement(header, f"{{{NS_WSA}}}Action")
     action_el.set(f"{{{NS_SOAP12}}}mustUnderstand", "true")
     action_el.text = action
-    etree.SubElement(header, f"{{{NS_WSA}}}MessageID").text = f"urn:uuid:{uuid.uuid4()}"
+    etree.SubElement(header, f"{{{NS_WSA}}}MessageID").text = message_id or f"urn:uuid:{uuid.uuid4()}"
     if relates_to:
         etree.SubElement(header, f"{{{NS_WSA}}}RelatesTo").text = relates_to
+    if to:
+        etree.SubElement(header, f"{{{NS_WSA}}}To").text = to
     body_el = etree.SubElement(envelope, f"{{{NS_SOAP12}}}Body")
     if body is not None:
         body_el.append(body)
