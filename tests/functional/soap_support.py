@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import uuid
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -11,19 +10,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask
 from lxml import etree
 
-from hub.soap.envelope import NS_SOAP12, NS_WSA, parse_xml, serialize
+from hub.soap.envelope import NS_SOAP12, parse_xml, render_envelope, serialize
 
 
 def envelope_bytes(action: str, body: etree._Element | bytes) -> bytes:
-    envelope = etree.Element(f"{{{NS_SOAP12}}}Envelope", nsmap={"s": NS_SOAP12, "a": NS_WSA})
-    header = etree.SubElement(envelope, f"{{{NS_SOAP12}}}Header")
-    etree.SubElement(header, f"{{{NS_WSA}}}Action").text = action
-    etree.SubElement(header, f"{{{NS_WSA}}}MessageID").text = f"urn:uuid:{uuid.uuid4()}"
-    body_el = etree.SubElement(envelope, f"{{{NS_SOAP12}}}Body")
-    if isinstance(body, bytes):
-        body = parse_xml(body)
-    body_el.append(body)
-    return serialize(envelope)
+    return serialize(render_envelope(action, parse_xml(body) if isinstance(body, bytes) else body))
 
 
 @dataclass

@@ -62,8 +62,8 @@ def test_metrics_count_transactions_by_outcome(app: Flask) -> None:
 def test_request_id_is_echoed_or_made(app: Flask) -> None:
     client = app.test_client()
     assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
-    made = client.get("/healthz", headers={"X-Request-ID": "bad id\nwith newline"}).headers["X-Request-ID"]
-    assert len(made) == 32 and "\n" not in made
+    made = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces and ; semicolons"}).headers["X-Request-ID"]
+    assert len(made) == 32 and " " not in made
 
 
 def test_unknown_path_gets_a_problem_document(app: Flask) -> None:
