@@ -36,26 +36,7 @@ NOW = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
 APPROVED = AvailabilityStatus.APPROVED.value
 DEPRECATED = AvailabilityStatus.DEPRECATED.value
 
-Register = Callable[..., None]
-
-
-def caller_for(org_id: int, oid: str = "1.2.3.4.5") -> Caller:
-    return Caller(organisation_id=org_id, organisation_oid=oid, organisation_name=f"Org {org_id}",
-                  client_id=f"client-{org_id}", thumbprint="00" * 32, scopes=frozenset({"xds:register"}))
-
-
-@pytest.fixture
-def caller(organisation_factory: Callable[..., int]) -> Caller:
-    return caller_for(organisation_factory("Org A", "1.2.3.4.5"))
-
-
-@pytest.fixture
-def register(database: Database, caller: Caller, settings: Settings) -> Register:
-    """Register in a committed transaction of its own, as the SOAP endpoint does."""
-    def run(request: SubmitObjectsRequest, who: Caller | None = None) -> None:
-        with database.session() as session:
-            register_document_set(session, request, who or caller, settings, now=NOW)
-    return run
+from tests.unit.registry.conftest import Register, caller_for
 
 
 def row(database: Database, ident: str) -> RegistryObjectRow:
