@@ -248,3 +248,63 @@ def test_unknown_action_is_action_not_supported(hub: tuple[Flask, Database, Part
     assert status == 400
     assert_valid(envelope)
     assert envelope.findtext(".//{*}Subcode/{*}Value") == "a:ActionNotSupported"
+
+
+# -- the real sample requests, sent as they are --------------------------------------------------
+
+def _sample(name: str) -> bytes:
+    from tests.conftest import require_samples
+
+    return (require_samples() / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("sample", "action", "expected"),
+    [
+        # IHE's example FindDocuments: its patient id value is not quoted (ITI TF-2a 3.18.4.1.2.3.5
+        # requires 'quotes'), so the registry answers XDSRegistryMetadataError rather than guess.
+        ("iti18/ihe-StoredQuery-request-soap.xml", ACTION_STORED_QUERY, "XDSRegistryMetadataError"),
+        # IHE's example ITI-42: short-form association type and a sourceId that is not an OID,
+        # both refused as metadata errors (details in tests/unit/registry/test_samples.py).
+        ("iti42/ihe-RegisterDocumentSet-request-soap.xml", ACTION_REGISTER, "XDSRegistryMetadataError"),
+    ],
+)
+def test_sample_envelopes_get_registry_answers(hub: tuple[Flask, Database, Party, Party], sample: str,
+                                               action: str, expected: str) -> None:
+    app, database, org_a, _ = hub
+    status, envelope, _ = post_soap(app, action, party=org_a, token=org_a.token(app), raw=_sample(sample))
+    assert status == 200
+    assert_valid(envelope)
+    assert expected in error_codes(envelope)
+    assert count_objects(database) == 0
+
+
+def test_nist_query_without_message_id_is_refused(hub: tuple[Flask, Database, Party, Party]) -> None:
+    # WS-Addressing 1.0 core 3.4 and ITI TF-2x V.3.1: a request expecting a reply carries a MessageID.
+    app, _, org_a, _ = hub
+    status, envelope, _ = post_soap(app, ACTION_STORED_QUERY, party=org_a, token=org_a.token(app),
+                                    raw=_sample("iti18/nist-soap-sq-req.xml"))
+    assert status == 400
+    assert_valid(envelope)
+    assert envelope.findtext(".//{*}Subcode/{*}Value") == "a:MessageAddressingHeaderRequired"
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected"),
+    [
+        ("iti18/nist-sq-req-bad-pid-format.xml", ["XDSRegistryMetadataError"]),
+        # The NIST query body inside a complete envelope: valid, nothing registered, so no results.
+        ("iti18/nist-soap-sq-req.xml", []),
+    ],
+)
+def test_sample_query_bodies(hub: tuple[Flask, Database, Party, Party], sample: str, expected: list[str]) -> None:
+    app, _, org_a, _ = hub
+    from hub.soap.envelope import parse_xml
+
+    root = parse_xml(_sample(sample))
+    body = root if root.tag.endswith("AdhocQueryRequest") else root.find(".//{*}AdhocQueryRequest")
+    status, envelope, _ = post_soap(app, ACTION_STORED_QUERY, body, party=org_a, token=org_a.token(app))
+    assert status == 200
+    assert_valid(envelope)
+    assert error_codes(envelope) == expected
+    assert body_of(envelope).get("status") == (ResponseStatus.FAILURE if expected else ResponseStatus.SUCCESS).value
