@@ -110,8 +110,17 @@ def row_for(obj: AnyObject, submitter_org_id: int | None, restricted: bool,
 
 def object_for(row: RegistryObjectRow) -> AnyObject:
     """The model object a row stores, with its current status (and lastUpdateTime)."""
-    obj = object_from_dict(row.content)
-    obj.status = row.status
-    if row.kind == ObjectKind.FOLDER.value and row.last_update_time:
-        obj.slots["lastUpdateTime"] = [row.last_update_time]
+    return object_from_columns(row.content, row.status, row.kind, row.last_update_time)
+
+
+# The columns `object_from_columns` needs, for queries that load no whole rows.
+OBJECT_COLUMNS = (RegistryObjectRow.id, RegistryObjectRow.content, RegistryObjectRow.status,
+                  RegistryObjectRow.kind, RegistryObjectRow.last_update_time)
+
+
+def object_from_columns(content: dict, status: str, kind: str, last_update_time: str | None) -> AnyObject:
+    obj = object_from_dict(content)
+    obj.status = status
+    if kind == ObjectKind.FOLDER.value and last_update_time:
+        obj.slots["lastUpdateTime"] = [last_update_time]
     return obj

@@ -111,3 +111,13 @@ def require_samples() -> Path:
     if not SAMPLES:
         pytest.skip("XDSHUB_SAMPLES is not set: sample messages skipped (make test sets it)")
     return Path(SAMPLES)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registration_cache() -> Iterator[None]:
+    """Each test starts without remembered certificate/client registrations."""
+    from hub.security.protect import forget_registrations
+
+    forget_registrations()
+    yield
+    forget_registrations()

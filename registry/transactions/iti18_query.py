@@ -19,7 +19,7 @@ from hub.settings import Settings
 from registry.model import AnyObject, StoredQuery
 from registry.queries import HANDLERS, QueryContext, Visibility
 from registry.queries.params import Parameters
-from registry.store import object_for
+from registry.store import OBJECT_COLUMNS, object_from_columns
 from registry.tables import RegistryObjectRow
 from registry.vocabulary import ReturnType
 
@@ -40,6 +40,7 @@ def run_stored_query(session: Session, query: StoredQuery, caller: Caller, setti
     handler.run(context)
     if query.return_type == ReturnType.OBJECT_REF.value:
         return QueryResult(query.return_type, refs=list(context.ids))
-    rows = {row.id: row for row in session.scalars(
-        select(RegistryObjectRow).where(RegistryObjectRow.id.in_(context.ids)))} if context.ids else {}
-    return QueryResult(query.return_type, objects=[object_for(rows[i]) for i in context.ids if i in rows])
+    rows = {ident: columns for ident, *columns in session.execute(
+        select(*OBJECT_COLUMNS).where(RegistryObjectRow.id.in_(context.ids)))} if context.ids else {}
+    return QueryResult(query.return_type,
+                       objects=[object_from_columns(*rows[i]) for i in context.ids if i in rows])
