@@ -8,6 +8,10 @@ with the first, ITI-18 reads with the second.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
 
 from registry.model import AnyObject, Association, ExtrinsicObject, RegistryPackage, object_from_dict
 from registry.tables import AUTHOR_PERSON, REFERENCE_ID, RegistryCodeRow, RegistryObjectRow
@@ -44,68 +48,95 @@ def pad_dtm(value: str | None) -> str | None:
     return (digits + "00000000000000")[:14] if digits.isdigit() else None
 
 
-def _codes(obj: AnyObject) -> list[RegistryCodeRow]:
-    rows: list[RegistryCodeRow] = []
+def code_values(obj: AnyObject) -> list[dict[str, str]]:
+    """The registry_codes rows (scheme, code, coding_scheme) of an object."""
+    rows: list[dict[str, str]] = []
+
+    def add(scheme: str, code: str, coding_scheme: str = "") -> None:
+        rows.append({"scheme": scheme, "code": code, "coding_scheme": coding_scheme})
+
     if isinstance(obj, ExtrinsicObject):
         for scheme in DOCUMENT_CODE_SCHEMES:
             for code in obj.codes(scheme):
-                rows.append(RegistryCodeRow(scheme=scheme.value, code=code.code, coding_scheme=code.scheme))
+                add(scheme.value, code.code, code.scheme)
         for ref in obj.slot("urn:ihe:iti:xds:2013:referenceIdList"):
-            rows.append(RegistryCodeRow(scheme=REFERENCE_ID, code=ref, coding_scheme=""))
+            add(REFERENCE_ID, ref)
     elif isinstance(obj, RegistryPackage):
         package_scheme: str = (SubmissionSetScheme.CONTENT_TYPE_CODE.value if obj.is_submission_set
                                else FolderScheme.CODE_LIST.value)
         for code in obj.codes(package_scheme):
-            rows.append(RegistryCodeRow(scheme=package_scheme, code=code.code, coding_scheme=code.scheme))
+            add(package_scheme, code.code, code.scheme)
     for author_scheme in AUTHOR_SCHEMES:
         for author in obj.classified_by(author_scheme):
             for person in author.slots.get("authorPerson", []):
-                rows.append(RegistryCodeRow(scheme=AUTHOR_PERSON, code=person, coding_scheme=""))
+                add(AUTHOR_PERSON, person)
     return rows
+
+
+def object_columns(obj: AnyObject, submitter_org_id: int | None, restricted: bool,
+                   now: datetime | None = None) -> dict[str, Any]:
+    """Every registry_objects column of `obj`: what the stored queries filter on, and its content."""
+    values: dict[str, Any] = {
+        "id": obj.id,
+        "kind": obj.kind.value,
+        "object_type": obj.object_type,
+        "lid": obj.lid or obj.id,
+        "version": int(obj.version or 1),
+        "status": obj.status or AvailabilityStatus.APPROVED.value,
+        "home": obj.home,
+        "submitter_org_id": submitter_org_id,
+        "restricted": restricted,
+        "content": obj.to_dict(),
+        "registered_at": now or datetime.now(UTC),
+    }
+    if isinstance(obj, ExtrinsicObject):
+        size = obj.slot_value("size")
+        values.update(
+            unique_id=obj.unique_id,
+            patient_id=obj.patient_id,
+            mime_type=obj.mime_type,
+            creation_time=pad_dtm(obj.slot_value("creationTime")),
+            service_start_time=pad_dtm(obj.slot_value("serviceStartTime")),
+            service_stop_time=pad_dtm(obj.slot_value("serviceStopTime")),
+            hash=obj.slot_value("hash"),
+            size=int(size) if size and size.isdigit() else None,
+            repository_unique_id=obj.slot_value("repositoryUniqueId"),
+        )
+    elif isinstance(obj, RegistryPackage):
+        values.update(unique_id=obj.unique_id, patient_id=obj.patient_id)
+        if obj.is_submission_set:
+            values.update(submission_time=pad_dtm(obj.slot_value("submissionTime")),
+                          source_id=obj.external_id(SubmissionSetScheme.SOURCE_ID))
+        else:
+            values.update(last_update_time=pad_dtm(obj.slot_value("lastUpdateTime")))
+    elif isinstance(obj, Association):
+        values.update(association_type=obj.association_type, source_object=obj.source,
+                      target_object=obj.target)
+    return values
 
 
 def row_for(obj: AnyObject, submitter_org_id: int | None, restricted: bool,
             now: datetime | None = None) -> RegistryObjectRow:
-    """The row (with its code rows) that stores `obj`."""
-    now = now or datetime.now(UTC)
-    row = RegistryObjectRow(
-        id=obj.id,
-        kind=obj.kind.value,
-        object_type=obj.object_type,
-        lid=obj.lid or obj.id,
-        version=int(obj.version or 1),
-        status=obj.status or AvailabilityStatus.APPROVED.value,
-        home=obj.home,
-        submitter_org_id=submitter_org_id,
-        restricted=restricted,
-        content=obj.to_dict(),
-        registered_at=now,
-    )
-    if isinstance(obj, ExtrinsicObject):
-        row.unique_id = obj.unique_id
-        row.patient_id = obj.patient_id
-        row.mime_type = obj.mime_type
-        row.creation_time = pad_dtm(obj.slot_value("creationTime"))
-        row.service_start_time = pad_dtm(obj.slot_value("serviceStartTime"))
-        row.service_stop_time = pad_dtm(obj.slot_value("serviceStopTime"))
-        row.hash = obj.slot_value("hash")
-        size = obj.slot_value("size")
-        row.size = int(size) if size and size.isdigit() else None
-        row.repository_unique_id = obj.slot_value("repositoryUniqueId")
-    elif isinstance(obj, RegistryPackage):
-        row.unique_id = obj.unique_id
-        row.patient_id = obj.patient_id
-        if obj.is_submission_set:
-            row.submission_time = pad_dtm(obj.slot_value("submissionTime"))
-            row.source_id = obj.external_id(SubmissionSetScheme.SOURCE_ID)
-        else:
-            row.last_update_time = pad_dtm(obj.slot_value("lastUpdateTime"))
-    elif isinstance(obj, Association):
-        row.association_type = obj.association_type
-        row.source_object = obj.source
-        row.target_object = obj.target
-    row.codes = _codes(obj)
+    """The ORM row (with its code rows) that stores `obj`."""
+    row = RegistryObjectRow(**object_columns(obj, submitter_org_id, restricted, now))
+    row.codes = [RegistryCodeRow(**values) for values in code_values(obj)]
     return row
+
+
+def insert_objects(session: Session, objects: list[tuple[AnyObject, bool]], submitter_org_id: int | None,
+                   now: datetime) -> None:
+    """Insert many objects (each with its restricted flag) in two executemany statements.
+
+    A unique-constraint violation (a concurrent submission of the same uniqueId)
+    surfaces here as sqlalchemy IntegrityError, for the caller to map.
+    """
+    if not objects:
+        return
+    session.execute(insert(RegistryObjectRow),
+                    [object_columns(obj, submitter_org_id, restricted, now) for obj, restricted in objects])
+    codes = [{"object_id": obj.id, **values} for obj, _ in objects for values in code_values(obj)]
+    if codes:
+        session.execute(insert(RegistryCodeRow), codes)
 
 
 def object_for(row: RegistryObjectRow) -> AnyObject:

@@ -4,20 +4,34 @@
 `registry.validation`), gives its symbolic ids fresh `urn:uuid:` ids
 (ITI TF-3 4.2.3.1.1), checks it against the registry content
 (ITI TF-2b 3.42.4.1.3) and stores it: objects Approved, version 1, lid = id.
-Replacements deprecate what they replace and join its folders
+A replacement (RPLC, XFRM_RPLC) deprecates what it replaces together with the
+addenda and transformations of it, and joins the replaced entry's folders
 (ITI TF-2b 3.42.4.1.3.5).
+
+Error codes (ITI TF-3 Table 4.2.4.1-2): an association end that is neither in
+the message nor in the registry is UnresolvedReferenceException; a relationship
+or membership naming a Deprecated entry is XDSRegistryDeprecatedDocumentError
+(the table marks XDSReplaceFailed deprecated, pointing to 3.42.4.1.3.5); an
+entry of another patient is XDSPatientIdDoesNotMatch; a DocumentEntry uniqueId
+the registry holds with another hash or size is XDSNonIdenticalHash /
+XDSNonIdenticalSize. The same document registered again (same uniqueId, hash
+and size) is refused with XDSDuplicateUniqueIdInRegistry: this registry keeps
+one entry per uniqueId, enforced by a unique index, where ITI TF-3 would let a
+registry accept the copy.
 
 It never commits: the caller owns the transaction, so the submission and its
 audit record commit together. Everything happens inside a SAVEPOINT, so a
-failure leaves nothing in the session. The unique constraint on
-(kind, unique_id) settles two concurrent submissions of one uniqueId: the
-loser's flush fails and it is answered XDSDuplicateUniqueIdInRegistry.
+failure leaves nothing in the session. Entries the submission relates to are
+locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite serialises writers), so
+two concurrent replacements of one entry cannot both succeed, and the unique
+index on (kind, unique_id) settles two concurrent submissions of one
+uniqueId: the loser's flush fails and it is answered
+XDSDuplicateUniqueIdInRegistry.
 """
 
 from __future__ import annotations
 
 import copy
-from collections import Counter
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -27,9 +41,11 @@ from sqlalchemy.orm import Session
 from hub.errors import (
     DeprecatedDocumentError,
     DuplicateUniqueIdInRegistry,
+    NonIdenticalHash,
+    NonIdenticalSize,
     PatientIdDoesNotMatch,
     RegistryMetadataError,
-    ReplaceFailed,
+    UnresolvedReference,
     XdsError,
     XdsErrorList,
 )
@@ -53,8 +69,11 @@ APPROVED = AvailabilityStatus.APPROVED.value
 DEPRECATED = AvailabilityStatus.DEPRECATED.value
 HAS_MEMBER = AssociationType.HAS_MEMBER.value
 REPLACING = frozenset(t.value for t in REPLACING_TYPES)
+# What a replacement deprecates along with the replaced entry (ITI TF-2b 3.42.4.1.3.5).
+DEPENDENTS = (AssociationType.APND.value, AssociationType.XFRM.value)
 DOCUMENT = ObjectKind.DOCUMENT_ENTRY.value
 FOLDER = ObjectKind.FOLDER.value
+ASSOCIATION = ObjectKind.ASSOCIATION.value
 
 
 def register_document_set(session: Session, request: SubmitObjectsRequest, caller: Caller, settings: Settings,
@@ -71,11 +90,18 @@ def register_document_set(session: Session, request: SubmitObjectsRequest, calle
     try:
         with session.begin_nested():
             _Registration(session, submission, caller, settings, now, stamp).run()
-    except IntegrityError:
+    except IntegrityError as exc:
+        if not _is_unique_violation(exc):
+            raise
         # A concurrent submission committed the same uniqueId or entryUUID first.
         raise XdsErrorList([DuplicateUniqueIdInRegistry(
             "a uniqueId or entryUUID of the submission was registered concurrently by another submission",
             "SubmitObjectsRequest")]) from None
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    """A unique index refused a row (PostgreSQL SQLSTATE 23505, SQLite "UNIQUE constraint failed")."""
+    return getattr(exc.orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(exc.orig)
 
 
 def resolve_symbolic_ids(request: SubmitObjectsRequest) -> SubmitObjectsRequest:
@@ -138,7 +164,6 @@ class _Registration:
         self.restricted_codes = frozenset(settings.restricted_confidentiality_codes)
         self.patient = submission.submission_sets[0].patient_id
         self.new_ids = {o.id for o in submission.objects}
-        self.documents = {d.id for d in submission.document_entries}
         self.errors: list[XdsError] = []
         self.existing: dict[str, RegistryObjectRow] = {}
 
@@ -149,97 +174,113 @@ class _Registration:
         for assoc in self.submission.associations:
             if assoc.association_type == HAS_MEMBER:
                 self._check_has_member(assoc)
-            elif assoc.association_type in {t.value for t in AssociationType}:
+            else:
                 self._check_relationship(assoc)
-        self._check_double_replacement()
         if self.errors:
             raise XdsErrorList(self.errors)
         self._store()
 
     def _check_duplicates(self) -> None:
-        """entryUUIDs and uniqueIds the registry already holds (ITI TF-2b 3.42.4.1.3.2)."""
+        """entryUUIDs and uniqueIds the registry already holds (ITI TF-2b 3.42.4.1.3.2, ITI TF-3 4.2.4.1)."""
         taken = self.session.scalars(select(RegistryObjectRow.id).where(RegistryObjectRow.id.in_(self.new_ids)))
         for ident in taken:
             self.errors.append(DuplicateUniqueIdInRegistry(f"entryUUID {ident} is already registered", ident))
         identified: list[ExtrinsicObject | RegistryPackage] = [*self.submission.document_entries,
                                                                *self.submission.packages]
-        wanted: dict[tuple[str, str | None], str] = {
-            (o.kind.value, o.unique_id): o.id for o in identified if o.unique_id}
+        wanted = {(o.kind.value, o.unique_id): o for o in identified if o.unique_id}
         if not wanted:
             return
-        rows = self.session.execute(select(RegistryObjectRow.kind, RegistryObjectRow.unique_id).where(
-            RegistryObjectRow.unique_id.in_({u for _, u in wanted})))
-        for kind, unique_id in rows:
-            if (kind, unique_id) in wanted:
-                self.errors.append(DuplicateUniqueIdInRegistry(
-                    f"{kind} uniqueId {unique_id} is already registered", wanted[(kind, unique_id)]))
+        rows = self.session.execute(select(
+            RegistryObjectRow.kind, RegistryObjectRow.unique_id, RegistryObjectRow.hash, RegistryObjectRow.size,
+        ).where(RegistryObjectRow.unique_id.in_({u for _, u in wanted})))
+        for kind, unique_id, stored_hash, stored_size in rows:
+            obj = wanted.get((kind, unique_id))
+            if obj is None:
+                continue
+            if isinstance(obj, ExtrinsicObject) and self._differs(obj, stored_hash, stored_size):
+                continue
+            self.errors.append(DuplicateUniqueIdInRegistry(
+                f"{kind} uniqueId {unique_id} is already registered", obj.id))
+
+    def _differs(self, doc: ExtrinsicObject, stored_hash: str | None, stored_size: int | None) -> bool:
+        """A document uniqueId submitted again with other content (ITI TF-3 Table 4.2.4.1-2)."""
+        new_hash, new_size = doc.slot_value("hash"), doc.slot_value("size")
+        if stored_hash and new_hash and stored_hash.lower() != new_hash.lower():
+            self.errors.append(NonIdenticalHash(
+                f"DocumentEntry uniqueId {doc.unique_id} is registered with hash {stored_hash}, "
+                f"submitted with {new_hash}", doc.unique_id or doc.id))
+            return True
+        if stored_size is not None and new_size and str(stored_size) != new_size:
+            self.errors.append(NonIdenticalSize(
+                f"DocumentEntry uniqueId {doc.unique_id} is registered with size {stored_size}, "
+                f"submitted with {new_size}", doc.unique_id or doc.id))
+            return True
+        return False
 
     def _load_references(self) -> None:
-        """Rows named by associations that are not in the message and the caller may see."""
+        """Lock and load the rows associations name outside the message that the caller may see."""
         ends = {e for a in self.submission.associations for e in (a.source, a.target)} - self.new_ids
         if not ends:
             return
-        for row in self.session.scalars(select(RegistryObjectRow).where(RegistryObjectRow.id.in_(ends))):
+        rows = self.session.scalars(
+            select(RegistryObjectRow).where(RegistryObjectRow.id.in_(ends)).order_by(RegistryObjectRow.id)
+            .with_for_update().execution_options(populate_existing=True))
+        for row in rows:
             if not row.restricted or row.submitter_org_id == self.caller.organisation_id:
                 self.existing[row.id] = row
 
-    def _same_patient(self, row: RegistryObjectRow, assoc: Association) -> bool:
+    def _same_patient(self, row: RegistryObjectRow, assoc: Association) -> None:
         if row.patient_id is not None and row.patient_id != self.patient:
             self.errors.append(PatientIdDoesNotMatch(
                 f"Association {assoc.id}: {row.kind} {row.id} is for patient {row.patient_id}, "
                 f"the submission for {self.patient} (ITI TF-2b 3.42.4.1.3.3)", assoc.id))
-            return False
-        return True
 
-    def _unknown(self, assoc: Association, ident: str) -> None:
-        self.errors.append(RegistryMetadataError(
-            f"Association {assoc.id}: {ident} is neither in the submission nor in the registry", assoc.id))
+    def _unresolved(self, assoc: Association, ident: str) -> None:
+        self.errors.append(UnresolvedReference(
+            f"Association {assoc.id}: {ident} is neither in the submission nor in the registry "
+            "(ITI TF-3 Table 4.2.4.1-2)", assoc.id))
 
     def _check_has_member(self, assoc: Association) -> None:
         """HasMember targets and folder sources outside the message (ITI TF-3 4.2.2.1)."""
         if assoc.source not in self.new_ids:
             folder = self.existing.get(assoc.source)
             if folder is None:
-                self._unknown(assoc, assoc.source)
+                self._unresolved(assoc, assoc.source)
             elif folder.kind != FOLDER:
                 self.errors.append(RegistryMetadataError(
-                    f"Association {assoc.id}: HasMember source {folder.id} is a {folder.kind}, not a Folder",
-                    assoc.id))
+                    f"Association {assoc.id}: HasMember source {folder.id} is a {folder.kind}, not a Folder "
+                    "(ITI TF-3 4.2.2.1)", assoc.id))
             else:
                 self._same_patient(folder, assoc)
         if assoc.target in self.new_ids:
             return
         target = self.existing.get(assoc.target)
         if target is None:
-            self._unknown(assoc, assoc.target)
+            self._unresolved(assoc, assoc.target)
             return
         if target.kind == DOCUMENT and target.status != APPROVED:
             self.errors.append(DeprecatedDocumentError(
-                f"Association {assoc.id}: DocumentEntry {target.id} is not Approved", assoc.id))
+                f"Association {assoc.id}: DocumentEntry {target.id} is Deprecated", assoc.id))
         self._same_patient(target, assoc)
 
     def _check_relationship(self, assoc: Association) -> None:
         """RPLC, APND, XFRM, XFRM_RPLC, signs: target an Approved entry of the patient (ITI TF-2b 3.42.4.1.3.5)."""
         if assoc.target in self.new_ids:
             return   # signs of a document of the same submission (validated)
-        replacing = assoc.association_type in REPLACING
         target = self.existing.get(assoc.target)
-        if target is None or target.kind != DOCUMENT:
-            message = f"Association {assoc.id}: target {assoc.target} is not a DocumentEntry of the registry"
-            self.errors.append(ReplaceFailed(message, assoc.id) if replacing
-                               else RegistryMetadataError(message, assoc.id))
+        if target is None:
+            self._unresolved(assoc, assoc.target)
+            return
+        if target.kind != DOCUMENT:
+            self.errors.append(RegistryMetadataError(
+                f"Association {assoc.id}: target {target.id} is a {target.kind}, not a DocumentEntry "
+                "(ITI TF-3 4.2.2.2)", assoc.id))
             return
         if target.status != APPROVED:
-            message = f"Association {assoc.id}: DocumentEntry {target.id} is not Approved"
-            self.errors.append(ReplaceFailed(message, assoc.id) if replacing
-                               else DeprecatedDocumentError(message, assoc.id))
+            self.errors.append(DeprecatedDocumentError(
+                f"Association {assoc.id}: DocumentEntry {target.id} is Deprecated (ITI TF-2b 3.42.4.1.3.5)",
+                assoc.id))
         self._same_patient(target, assoc)
-
-    def _check_double_replacement(self) -> None:
-        targets = Counter(a.target for a in self.submission.associations if a.association_type in REPLACING)
-        for target, count in targets.items():
-            if count > 1:
-                self.errors.append(ReplaceFailed(f"DocumentEntry {target} is replaced {count} times", target))
 
     # -- writes --------------------------------------------------------------------
     def _store(self) -> None:
@@ -260,14 +301,20 @@ class _Registration:
         self.session.flush()
 
     def _replace(self, replaced: str, replacement: str, restricted: bool) -> None:
-        """Deprecate `replaced`; `replacement` joins its folders (ITI TF-2b 3.42.4.1.3.5)."""
-        self.existing[replaced].status = DEPRECATED
-        memberships = self.session.scalars(select(RegistryObjectRow).where(
-            RegistryObjectRow.kind == ObjectKind.ASSOCIATION.value,
+        """Deprecate `replaced`, its addenda and transformations; `replacement` joins its folders.
+
+        ITI TF-2b 3.42.4.1.3.5. Only memberships that are not already part
+        of the submission are added.
+        """
+        self._deprecate_with_dependents(replaced)
+        memberships = self.session.scalars(select(RegistryObjectRow.source_object).where(
+            RegistryObjectRow.kind == ASSOCIATION,
             RegistryObjectRow.association_type == HAS_MEMBER,
             RegistryObjectRow.target_object == replaced,
             RegistryObjectRow.status == APPROVED)).all()
-        sources = {m.source_object for m in memberships if m.source_object}
+        already = {a.source for a in self.submission.associations
+                   if a.association_type == HAS_MEMBER and a.target == replacement}
+        sources = {m for m in memberships if m} - already
         if not sources:
             return
         folders = self.session.scalars(select(RegistryObjectRow).where(
@@ -278,3 +325,21 @@ class _Registration:
                                      source=folder.id, target=replacement)
             self.session.add(row_for(membership, self.caller.organisation_id, restricted, self.now))
             folder.last_update_time = self.stamp
+
+    def _deprecate_with_dependents(self, replaced: str) -> None:
+        """The replaced entry and, transitively, the Approved entries that append to or transform it."""
+        self.existing[replaced].status = DEPRECATED
+        pending, seen = [replaced], {replaced}
+        while pending:
+            dependents = self.session.scalars(select(RegistryObjectRow.source_object).where(
+                RegistryObjectRow.kind == ASSOCIATION,
+                RegistryObjectRow.association_type.in_(DEPENDENTS),
+                RegistryObjectRow.target_object.in_(pending))).all()
+            fresh = {d for d in dependents if d and d not in seen}
+            seen |= fresh
+            pending = []
+            for row in self.session.scalars(select(RegistryObjectRow).where(
+                    RegistryObjectRow.id.in_(fresh), RegistryObjectRow.kind == DOCUMENT,
+                    RegistryObjectRow.status == APPROVED).with_for_update()):
+                row.status = DEPRECATED
+                pending.append(row.id)
