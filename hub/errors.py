@@ -19,6 +19,9 @@ APIs) turns them into a response.
     ├── TooManyResults            XDSTooManyResults
     ├── ResultNotSinglePatient    XDSResultNotSinglePatient
     ├── RegistryOutOfResources    XDSRegistryOutOfResources
+    ├── NonIdenticalHash          XDSNonIdenticalHash
+    ├── NonIdenticalSize          XDSNonIdenticalSize
+    ├── UnresolvedReference       UnresolvedReferenceException
     └── ...                       (repository codes join in later issues)
 
     SoapFault                     SOAP 1.2 env:Fault (PS: W3C SOAP 1.2 part 1, 5.4)
@@ -87,6 +90,12 @@ ResultNotSinglePatient = _xds("ResultNotSinglePatient", ErrorCode.RESULT_NOT_SIN
                               "Results would span more than one patient.")
 RegistryOutOfResources = _xds("RegistryOutOfResources", ErrorCode.REGISTRY_OUT_OF_RESOURCES,
                               "The request is larger than the registry accepts.")
+NonIdenticalHash = _xds("NonIdenticalHash", ErrorCode.NON_IDENTICAL_HASH,
+                        "A DocumentEntry uniqueId the registry holds, submitted with another hash.")
+NonIdenticalSize = _xds("NonIdenticalSize", ErrorCode.NON_IDENTICAL_SIZE,
+                        "A DocumentEntry uniqueId the registry holds, submitted with another size.")
+UnresolvedReference = _xds("UnresolvedReference", ErrorCode.UNRESOLVED_REFERENCE,
+                           "An entryUUID reference that is neither in the submission nor in the registry.")
 
 
 @dataclass

@@ -37,6 +37,9 @@ class ErrorCode(str, Enum):
     UNKNOWN_COMMUNITY = "XDSUnknownCommunity"
     UNAVAILABLE_COMMUNITY = "XDSUnavailableCommunity"
     MISSING_HOME_COMMUNITY_ID = "XDSMissingHomeCommunityId"
+    # ebRS 3.0 exception listed in ITI TF-3 Table 4.2.4.1-2 for ITI-41/42: an entryUUID
+    # reference (e.g. an association end) that the recipient cannot resolve.
+    UNRESOLVED_REFERENCE = "UnresolvedReferenceException"
 
 
 class Severity(str, Enum):

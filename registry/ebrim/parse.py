@@ -1,9 +1,12 @@
 """Reading ebRS 3.0 requests into `registry.model` objects.
 
 Structure only: what ebRIM 3.0 (rim.xsd) and ITI TF-3 4.2.1 say an element
-must carry. XDS meaning (required attributes, codes, patient ids) is checked by
-`registry.validation`. Every problem raises `RegistryMetadataError` naming the
-element, its id and its line, so a Document Source can find it.
+must carry, and no element the model could not keep (an unknown child would
+otherwise be dropped silently). XDS meaning (required attributes, codes,
+patient ids, which object a nested Classification names) is checked by
+`registry.validation`, which reports every problem at once. Every problem
+found here raises `RegistryMetadataError` naming the element, its id and its
+line, so a Document Source can find it.
 """
 
 from __future__ import annotations
@@ -50,6 +53,26 @@ def _children(el: etree._Element, tag: str) -> list[etree._Element]:
     return [c for c in el if c.tag == tag]
 
 
+# What each element may hold (rim.xsd types) and the model keeps. Comments and
+# processing instructions are skipped; anything else is refused.
+_DESCRIBED = frozenset({n.SLOT, n.NAME, n.DESCRIPTION, n.VERSION_INFO})
+_REGISTRY_OBJECT = _DESCRIBED | {n.CLASSIFICATION, n.EXTERNAL_IDENTIFIER}
+_ALLOWED = {
+    n.EXTRINSIC_OBJECT: _REGISTRY_OBJECT | {n.CONTENT_VERSION_INFO},
+    n.REGISTRY_PACKAGE: _REGISTRY_OBJECT,
+    n.ASSOCIATION: _REGISTRY_OBJECT,
+    n.CLASSIFICATION: _DESCRIBED,
+    n.EXTERNAL_IDENTIFIER: _DESCRIBED,
+}
+
+
+def _check_children(el: etree._Element) -> None:
+    allowed = _ALLOWED[el.tag]
+    for child in el:
+        if isinstance(child.tag, str) and child.tag not in allowed:
+            raise _fail(child, f"is not allowed in {n.prefixed(el.tag)} (ebRIM 3.0 rim.xsd, ITI TF-3 4.2.1)")
+
+
 def parse_slots(el: etree._Element) -> dict[str, list[str]]:
     """rim:Slot children: name -> values in order. Slot names are unique per object (ebRIM 3.0 2.8.2)."""
     slots: dict[str, list[str]] = {}
@@ -73,12 +96,12 @@ def _localized(el: etree._Element, tag: str) -> str | None:
 
 
 def _classification(el: etree._Element, owner: str | None) -> Classification:
+    """A Classification; nested ones default classifiedObject to their parent (validation checks it)."""
+    _check_children(el)
     ident = _required(el, "id")
     classified = (el.get("classifiedObject") or "").strip() or owner
     if not classified:
         raise _fail(el, "attribute classifiedObject is required (ebRIM 3.0)")
-    if owner is not None and classified != owner:
-        raise _fail(el, f"classifiedObject {classified!r} is not its parent object {owner!r} (ITI TF-3 4.2.3.1)")
     scheme = el.get("classificationScheme") or None
     node = el.get("classificationNode") or None
     if scheme is None and node is None:
@@ -89,10 +112,9 @@ def _classification(el: etree._Element, owner: str | None) -> Classification:
 
 
 def _external_identifier(el: etree._Element, owner: str) -> ExternalIdentifier:
+    _check_children(el)
     ident = _required(el, "id")
     registry_object = (el.get("registryObject") or "").strip() or owner
-    if registry_object != owner:
-        raise _fail(el, f"registryObject {registry_object!r} is not its parent object {owner!r} (ITI TF-3 4.2.3.1)")
     value = el.get("value")
     if value is None:
         raise _fail(el, "attribute value is required (ebRIM 3.0)")
@@ -135,6 +157,7 @@ def parse_registry_object(el: etree._Element) -> AnyObject:
     else:
         raise _fail(el, "is not an XDS metadata object (ExtrinsicObject, RegistryPackage, Association, "
                         "Classification or ObjectRef; ITI TF-3 4.2.1)")
+    _check_children(el)
     _fill(obj, el)
     return obj
 
@@ -192,7 +215,11 @@ def parse_submit_objects_request(element: etree._Element) -> SubmitObjectsReques
 def parse_adhoc_query_request(element: etree._Element) -> StoredQuery:
     """A query:AdhocQueryRequest naming a stored query (ITI TF-2a 3.18.4.1.2).
 
-    Only ObjectRef and LeafClass are XDS return types (ITI TF-2a 3.18.4.1.2.1).
+    Only ObjectRef and LeafClass are XDS return types (ITI TF-2a 3.18.4.1.2.1);
+    query.xsd's default (RegistryObject, when returnType is absent) is refused
+    too. ITI TF-2a names no error code for it, so the request is answered like
+    every other malformed query parameter of this registry, with
+    XDSRegistryMetadataError (`registry.queries.params` does the same).
     Each Slot is one parameter occurrence; repeated names keep every slot in order.
     """
     if element.tag != n.ADHOC_QUERY_REQUEST:

@@ -52,8 +52,8 @@ from hub.errors import (
 from hub.security.identity import Caller
 from hub.settings import Settings
 from registry.builders import new_id
-from registry.model import Association, ExtrinsicObject, RegistryPackage, SubmitObjectsRequest
-from registry.store import row_for
+from registry.model import AnyObject, Association, ExtrinsicObject, RegistryPackage, SubmitObjectsRequest
+from registry.store import insert_objects
 from registry.tables import RegistryObjectRow
 from registry.validation import is_uuid_urn, validate_submission
 from registry.vocabulary import (
@@ -80,11 +80,11 @@ def register_document_set(session: Session, request: SubmitObjectsRequest, calle
                           now: datetime | None = None) -> None:
     """Register `request` for `caller` (ITI TF-2b 3.42.4.1.3); raise XdsError/XdsErrorList on refusal.
 
-    `request` is not modified: the stored objects are a copy with resolved ids.
+    `request` is not modified: the stored objects are copies with resolved ids.
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     validate_submission(request, now)
-    submission = resolve_symbolic_ids(copy.deepcopy(request))
+    submission = _working_copy(request)
     stamp = now.strftime("%Y%m%d%H%M%S")
     _stamp_new_objects(submission, stamp)
     try:
@@ -97,6 +97,24 @@ def register_document_set(session: Session, request: SubmitObjectsRequest, calle
         raise XdsErrorList([DuplicateUniqueIdInRegistry(
             "a uniqueId or entryUUID of the submission was registered concurrently by another submission",
             "SubmitObjectsRequest")]) from None
+
+
+def _working_copy(request: SubmitObjectsRequest) -> SubmitObjectsRequest:
+    """The objects to store, leaving `request` as the caller gave it.
+
+    Symbolic ids change ids inside nested objects, so that takes a deep copy.
+    A submission with urn:uuid ids only (the usual case) changes nothing but
+    the top-level attributes `_stamp_new_objects` sets, so a shallow copy of
+    each object (with its own slots) is enough, and far cheaper.
+    """
+    nested = [i for o in request.objects for i in (*(c.id for c in o.classifications),
+                                                  *(e.id for e in o.external_identifiers))]
+    if not all(is_uuid_urn(i) for i in (*(o.id for o in request.objects), *nested)):
+        return resolve_symbolic_ids(copy.deepcopy(request))
+    objects = [copy.copy(o) for o in request.objects]
+    for obj in objects:
+        obj.slots = dict(obj.slots)
+    return SubmitObjectsRequest(objects, list(request.object_refs))
 
 
 def _is_unique_violation(exc: IntegrityError) -> bool:
@@ -187,7 +205,8 @@ class _Registration:
             self.errors.append(DuplicateUniqueIdInRegistry(f"entryUUID {ident} is already registered", ident))
         identified: list[ExtrinsicObject | RegistryPackage] = [*self.submission.document_entries,
                                                                *self.submission.packages]
-        wanted = {(o.kind.value, o.unique_id): o for o in identified if o.unique_id}
+        wanted: dict[tuple[str, str | None], ExtrinsicObject | RegistryPackage] = {
+            (o.kind.value, o.unique_id): o for o in identified if o.unique_id}
         if not wanted:
             return
         rows = self.session.execute(select(
@@ -210,7 +229,7 @@ class _Registration:
                 f"DocumentEntry uniqueId {doc.unique_id} is registered with hash {stored_hash}, "
                 f"submitted with {new_hash}", doc.unique_id or doc.id))
             return True
-        if stored_size is not None and new_size and str(stored_size) != new_size:
+        if stored_size is not None and new_size and new_size.isdigit() and int(new_size) != stored_size:
             self.errors.append(NonIdenticalSize(
                 f"DocumentEntry uniqueId {doc.unique_id} is registered with size {stored_size}, "
                 f"submitted with {new_size}", doc.unique_id or doc.id))
@@ -286,13 +305,10 @@ class _Registration:
     def _store(self) -> None:
         restricted = {d.id for d in self.submission.document_entries if _is_restricted(d, self.restricted_codes)}
         restricted |= {row.id for row in self.existing.values() if row.restricted}
-        org = self.caller.organisation_id
-        for obj in self.submission.objects:
-            if isinstance(obj, Association):
-                hidden = obj.source in restricted or obj.target in restricted
-            else:
-                hidden = obj.id in restricted
-            self.session.add(row_for(obj, org, hidden, self.now))
+        insert_objects(self.session, [
+            (obj, obj.source in restricted or obj.target in restricted if isinstance(obj, Association)
+             else obj.id in restricted) for obj in self.submission.objects],
+            self.caller.organisation_id, self.now)
         for assoc in self.submission.associations:
             if assoc.association_type == HAS_MEMBER and assoc.source in self.existing:
                 self.existing[assoc.source].last_update_time = self.stamp   # ITI TF-3 4.2.3.4.5
@@ -319,12 +335,13 @@ class _Registration:
             return
         folders = self.session.scalars(select(RegistryObjectRow).where(
             RegistryObjectRow.id.in_(sources), RegistryObjectRow.kind == FOLDER)).all()
+        memberships_added: list[tuple[AnyObject, bool]] = []
         for folder in folders:
             ident = new_id()
-            membership = Association(id=ident, lid=ident, status=APPROVED, association_type=HAS_MEMBER,
-                                     source=folder.id, target=replacement)
-            self.session.add(row_for(membership, self.caller.organisation_id, restricted, self.now))
+            memberships_added.append((Association(id=ident, lid=ident, status=APPROVED, association_type=HAS_MEMBER,
+                                                  source=folder.id, target=replacement), restricted))
             folder.last_update_time = self.stamp
+        insert_objects(self.session, memberships_added, self.caller.organisation_id, self.now)
 
     def _deprecate_with_dependents(self, replaced: str) -> None:
         """The replaced entry and, transitively, the Approved entries that append to or transform it."""

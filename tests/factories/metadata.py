@@ -2,7 +2,10 @@
 
 Every call gives fresh uniqueIds and entryUUIDs, so tests never collide; keyword
 arguments name what a test changes. `symbolic_ids` renames every id the way a
-Document Source may (ITI TF-3 4.2.3.1.1).
+Document Source may (ITI TF-3 4.2.3.1.1). `as_xml` / `as_element` give the
+same submission as the lcm:SubmitObjectsRequest a Document Source would send
+(ITI TF-2b 3.42.4.1.2), through the registry's own codec; `read_xml` parses
+bytes with the hardened settings every test uses.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import replace
+
+from lxml import etree
 
 from registry.builders import (
     DocumentSpec,
@@ -19,6 +24,7 @@ from registry.builders import (
     relationship,
     submission_set,
 )
+from registry.ebrim import render_submit_objects_request
 from registry.model import (
     Association,
     Classification,
@@ -28,7 +34,7 @@ from registry.model import (
     RegistryPackage,
     SubmitObjectsRequest,
 )
-from registry.vocabulary import AssociationType, FolderScheme
+from registry.vocabulary import ON_DEMAND_DOCUMENT_ENTRY, AssociationType, FolderScheme
 
 PATIENT = "PAT-1^^^&1.3.6.1.4.1.21367.2026.7&ISO"
 OTHER_PATIENT = "PAT-2^^^&1.3.6.1.4.1.21367.2026.7&ISO"
@@ -116,3 +122,31 @@ def symbolic_ids(request: SubmitObjectsRequest) -> SubmitObjectsRequest:
         assoc.source = mapping.get(assoc.source, assoc.source)
         assoc.target = mapping.get(assoc.target, assoc.target)
     return request
+
+
+def on_demand_document(patient_id: str = PATIENT, **changes: object) -> ExtrinsicObject:
+    """An On-Demand DocumentEntry (ITI TF-3 4.2.5.2): no hash, size or creationTime."""
+    entry = document(patient_id, **changes)
+    entry.object_type = ON_DEMAND_DOCUMENT_ENTRY
+    for name in ("hash", "size", "creationTime"):
+        entry.slots.pop(name, None)
+    return entry
+
+
+# -- the same submissions as XML -------------------------------------------------------
+PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+
+
+def as_element(request: SubmitObjectsRequest) -> etree._Element:
+    """The lcm:SubmitObjectsRequest of `request` (the body of an ITI-42 request)."""
+    return render_submit_objects_request(request)
+
+
+def as_xml(request: SubmitObjectsRequest) -> bytes:
+    """`as_element` serialised, with an XML declaration, as a Document Source sends it."""
+    return bytes(etree.tostring(as_element(request), xml_declaration=True, encoding="UTF-8"))
+
+
+def read_xml(data: bytes) -> etree._Element:
+    """Parse test XML without entity expansion or network access (the hub's own rules)."""
+    return etree.fromstring(data, PARSER)

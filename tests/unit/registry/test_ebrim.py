@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -22,13 +23,14 @@ from registry.ebrim import (
     render_registry_response,
     render_submit_objects_request,
 )
-from registry.model import ObjectRef, StoredQuery
+from registry.model import Association, ObjectRef, StoredQuery
 from registry.vocabulary import (
     NS_LCM,
     NS_QUERY,
     NS_RIM,
     NS_RS,
     NS_XDSB,
+    REGISTRY_PACKAGE_TYPE,
     AvailabilityStatus,
     ErrorCode,
     ResponseStatus,
@@ -136,12 +138,15 @@ STRUCTURE_ERRORS = [
      "targetObject is required"),
     ("classification without scheme or node",
      EO.format('<rim:Classification id="c" classifiedObject="D"/>'), "classificationScheme or"),
-    ("classification of another object",
-     EO.format('<rim:Classification id="c" classifiedObject="X" classificationScheme="urn:s"/>'),
-     "is not its parent object"),
-    ("external identifier of another object",
-     EO.format('<rim:ExternalIdentifier id="e" registryObject="X" identificationScheme="urn:s" value="v"/>'),
-     "is not its parent object"),
+    ("unknown child element", EO.format('<rim:Foo/>'), "rim:Foo: is not allowed in rim:ExtrinsicObject"),
+    ("child from another namespace", EO.format('<x:Document xmlns:x="urn:ihe:iti:xds-b:2007"/>'),
+     "is not allowed in rim:ExtrinsicObject"),
+    ("classification nested in a classification",
+     EO.format('<rim:Classification id="c" classificationScheme="urn:s"><rim:Classification id="c2" '
+               'classificationScheme="urn:s"/></rim:Classification>'), "is not allowed in rim:Classification"),
+    ("object list inside an association",
+     '<rim:Association id="A" associationType="t" sourceObject="S" targetObject="T"><rim:RegistryObjectList/>'
+     '</rim:Association>', "is not allowed in rim:Association"),
     ("external identifier without value",
      EO.format('<rim:ExternalIdentifier id="e" registryObject="D" identificationScheme="urn:s"/>'),
      "attribute value is required"),
@@ -160,6 +165,24 @@ def test_structural_errors_name_element_and_line(case: str, objects: str, messag
     with pytest.raises(RegistryMetadataError, match=message) as caught:
         parse_submit_objects_request(submit(objects))
     assert "line 1" in caught.value.location
+
+
+def test_nested_objects_naming_another_object_are_kept_for_validation() -> None:
+    """A nested Classification or ExternalIdentifier naming another object parses as sent;
+    registry.validation reports it together with every other problem (ITI TF-3 4.2.3.1)."""
+    doc = parse_submit_objects_request(submit(EO.format(
+        '<rim:Classification id="c" classifiedObject="X" classificationScheme="urn:s"/>'
+        '<rim:ExternalIdentifier id="e" registryObject="Y" identificationScheme="urn:s" value="v"/>'
+        '<rim:ContentVersionInfo versionName="1"/>'))).document_entries[0]
+    assert doc.classifications[0].classified_object == "X"
+    assert doc.external_identifiers[0].registry_object == "Y"
+
+
+def test_comments_are_skipped() -> None:
+    request = parse_submit_objects_request(submit(
+        '<!-- a comment --><rim:ObjectRef id="urn:uuid:2f1e4c3a-1111-4222-8333-444455556666"/>'
+        + EO.format("<!-- inside -->")))
+    assert [o.id for o in request.objects] == ["D"] and len(request.object_refs) == 1
 
 
 def test_wrong_root_and_missing_object_list() -> None:
@@ -252,6 +275,39 @@ def test_golden_submission_with_top_level_classifications() -> None:
     assert len(request.associations) == 3 and not request.object_refs
 
 
+def leaf_class_of_golden_submission() -> etree._Element:
+    """The golden submission as a stored query returns it (see iti18-response-leafclass.xml)."""
+    request = parse_submit_objects_request(golden("iti42-folder-symbolic-ids.xml"))
+
+    def fixed(ident: str) -> str:
+        return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, 'xdshub-golden:' + ident)}"
+
+    for obj in request.objects:
+        obj.id = fixed(obj.id)
+        for c in obj.classifications:
+            c.id, c.classified_object = fixed(c.id), obj.id
+        for e in obj.external_identifiers:
+            e.id, e.registry_object = fixed(e.id), obj.id
+        if isinstance(obj, Association):
+            obj.source, obj.target = fixed(obj.source), fixed(obj.target)
+        obj.status, obj.lid = AvailabilityStatus.APPROVED.value, obj.id
+    for package in request.packages:
+        package.object_type = REGISTRY_PACKAGE_TYPE
+    request.folders[0].slots["lastUpdateTime"] = ["20260201120000"]
+    return render_adhoc_query_response(ResponseStatus.SUCCESS, list(request.objects), None, [])
+
+
+def canonical(element: etree._Element) -> bytes:
+    strip = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
+    return bytes(etree.tostring(etree.fromstring(etree.tostring(element), strip), method="c14n"))
+
+
+def test_golden_leaf_class_response() -> None:
+    rendered = leaf_class_of_golden_submission()
+    assert_valid(rendered)
+    assert canonical(rendered) == canonical(golden("iti18-response-leafclass.xml"))
+
+
 def test_golden_failure_response() -> None:
     errors: list[XdsError] = [
         RegistryMetadataError("DocumentEntry sym05: slot hash is required (ITI TF-3 4.2.3)", "sym05"),
@@ -259,8 +315,4 @@ def test_golden_failure_response() -> None:
     ]
     rendered = render_registry_response(ResponseStatus.FAILURE, errors)
     assert_valid(rendered)
-    expected = golden("iti42-response-failure.xml")
-    strip = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
-    canonical = [etree.tostring(etree.fromstring(etree.tostring(e), strip), method="c14n")
-                 for e in (rendered, expected)]
-    assert canonical[0] == canonical[1]
+    assert canonical(rendered) == canonical(golden("iti42-response-failure.xml"))

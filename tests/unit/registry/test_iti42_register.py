@@ -17,11 +17,19 @@ from hub.errors import XdsError, XdsErrorList
 from hub.security.identity import Caller
 from hub.settings import Settings
 from registry.builders import has_member, new_id
-from registry.model import Association, SubmitObjectsRequest
+from registry.model import Association, ExtrinsicObject, RegistryPackage, SubmitObjectsRequest
 from registry.store import object_for
 from registry.tables import RegistryObjectRow
 from registry.transactions.iti42_register import register_document_set
-from registry.vocabulary import AssociationType, AvailabilityStatus, ErrorCode, ObjectKind
+from registry.vocabulary import (
+    AssociationType,
+    AvailabilityStatus,
+    DocumentEntryScheme,
+    ErrorCode,
+    FolderScheme,
+    ObjectKind,
+    SubmissionSetScheme,
+)
 from tests.factories.metadata import (
     OTHER_PATIENT,
     RESTRICTED,
@@ -31,12 +39,11 @@ from tests.factories.metadata import (
     submission,
     symbolic_ids,
 )
+from tests.unit.registry.conftest import Register, caller_for
 
 NOW = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
 APPROVED = AvailabilityStatus.APPROVED.value
 DEPRECATED = AvailabilityStatus.DEPRECATED.value
-
-from tests.unit.registry.conftest import Register, caller_for
 
 
 def row(database: Database, ident: str) -> RegistryObjectRow:
@@ -70,6 +77,7 @@ def test_submission_is_stored_approved_version_1(database: Database, register: R
     folder_row = row(database, request.folders[0].id)
     assert folder_row.last_update_time == "20260201120000"   # set by the registry: ITI TF-3 4.2.3.4.5
     assert request.objects[0].status is None                  # the caller's request is left alone
+    assert "lastUpdateTime" not in request.folders[0].slots
 
 
 def test_register_never_commits(database: Database, caller: Caller, settings: Settings) -> None:
@@ -98,26 +106,69 @@ def test_symbolic_ids_become_uuids_everywhere(database: Database, register: Regi
             assert {obj.source, obj.target} <= ids
 
 
-@pytest.mark.parametrize("same", ["uniqueId", "entryUUID"])
-def test_duplicates_in_registry_are_refused(database: Database, register: Register, same: str) -> None:
-    first = submission()
+def same_document_again(first: SubmitObjectsRequest, again: SubmitObjectsRequest) -> None:
+    """`again` registers the first submission's document (uniqueId, hash, size) once more."""
+    old, new = first.document_entries[0], again.document_entries[0]
+    for name in ("hash", "size"):
+        new.slots[name] = list(old.slots[name])
+    set_unique_id(new, DocumentEntryScheme.UNIQUE_ID, old.unique_id)
+
+
+def set_unique_id(obj: ExtrinsicObject | RegistryPackage, scheme: str, value: str | None) -> None:
+    next(e for e in obj.external_identifiers if e.scheme == scheme).value = value or ""
+
+
+def other_hash(first: SubmitObjectsRequest, again: SubmitObjectsRequest) -> None:
+    set_unique_id(again.document_entries[0], DocumentEntryScheme.UNIQUE_ID, first.document_entries[0].unique_id)
+
+
+def other_size(first: SubmitObjectsRequest, again: SubmitObjectsRequest) -> None:
+    same_document_again(first, again)
+    again.document_entries[0].slots["size"] = ["999999"]
+
+
+def same_submission_set(first: SubmitObjectsRequest, again: SubmitObjectsRequest) -> None:
+    set_unique_id(again.submission_sets[0], SubmissionSetScheme.UNIQUE_ID, first.submission_sets[0].unique_id)
+
+
+def same_folder(first: SubmitObjectsRequest, again: SubmitObjectsRequest) -> None:
+    set_unique_id(again.folders[0], FolderScheme.UNIQUE_ID, first.folders[0].unique_id)
+
+
+def same_entry_uuid(first: SubmitObjectsRequest, again: SubmitObjectsRequest) -> None:
+    old_id, new = first.document_entries[0].id, again.document_entries[0]
+    for assoc in again.associations:
+        assoc.source = old_id if assoc.source == new.id else assoc.source
+        assoc.target = old_id if assoc.target == new.id else assoc.target
+    new.id = old_id
+    for c in new.classifications:
+        c.classified_object = old_id
+    for e in new.external_identifiers:
+        e.registry_object = old_id
+
+
+DUPLICATES = [
+    # case, change, code: ITI TF-3 Table 4.2.4.1-2
+    ("document with another hash", other_hash, ErrorCode.NON_IDENTICAL_HASH),
+    ("document with another size", other_size, ErrorCode.NON_IDENTICAL_SIZE),
+    # Local policy (module docstring of iti42_register): one entry per uniqueId, even for an identical copy.
+    ("the same document again", same_document_again, ErrorCode.DUPLICATE_UNIQUE_ID_IN_REGISTRY),
+    ("submission set uniqueId", same_submission_set, ErrorCode.DUPLICATE_UNIQUE_ID_IN_REGISTRY),
+    ("folder uniqueId", same_folder, ErrorCode.DUPLICATE_UNIQUE_ID_IN_REGISTRY),
+    ("entryUUID", same_entry_uuid, ErrorCode.DUPLICATE_UNIQUE_ID_IN_REGISTRY),
+]
+
+
+@pytest.mark.parametrize(("case", "change", "code"), DUPLICATES, ids=[d[0] for d in DUPLICATES])
+def test_duplicates_in_registry_are_refused(database: Database, register: Register, case: str,
+                                            change: Callable[[SubmitObjectsRequest, SubmitObjectsRequest], None],
+                                            code: ErrorCode) -> None:
+    first, again = submission(folders=1), submission(folders=1)
     register(first)
-    again = submission()
-    if same == "uniqueId":
-        again.document_entries[0].external_identifiers[1].value = first.document_entries[0].unique_id or ""
-    else:
-        again = submission(entries=[document()])
-        old_id, new = first.document_entries[0].id, again.document_entries[0]
-        for assoc in again.associations:
-            assoc.target = old_id if assoc.target == new.id else assoc.target
-        new.id = old_id
-        for c in new.classifications:
-            c.classified_object = old_id
-        for e in new.external_identifiers:
-            e.registry_object = old_id
+    change(first, again)
     with pytest.raises(XdsErrorList) as caught:
         register(again)
-    assert ErrorCode.DUPLICATE_UNIQUE_ID_IN_REGISTRY in error_codes(caught)
+    assert error_codes(caught) == [code]
     with database.session() as session:
         assert count(session) == len(first.objects)   # only the first submission
 
@@ -129,7 +180,7 @@ def test_failure_leaves_nothing_in_the_session(database: Database, caller: Calle
         register_document_set(session, kept, caller, settings, now=NOW)
         with pytest.raises(XdsErrorList) as caught:
             register_document_set(session, refused, caller, settings, now=NOW)
-        assert error_codes(caught) == [ErrorCode.REPLACE_FAILED]
+        assert error_codes(caught) == [ErrorCode.UNRESOLVED_REFERENCE]
         assert not session.new and not session.dirty
     with database.session() as session:
         assert {r for r in session.scalars(select(RegistryObjectRow.id))} == {o.id for o in kept.objects}
@@ -161,32 +212,37 @@ def test_replacement_deprecates_and_joins_folders(database: Database, register: 
         assert row(database, folder.id).last_update_time == "20260201120000"
 
 
-@pytest.mark.parametrize(("kind", "code"), [
-    (AssociationType.RPLC, ErrorCode.REPLACE_FAILED),
-    (AssociationType.XFRM_RPLC, ErrorCode.REPLACE_FAILED),
-    (AssociationType.APND, ErrorCode.DEPRECATED_DOCUMENT),
-    (AssociationType.XFRM, ErrorCode.DEPRECATED_DOCUMENT),
-    (AssociationType.SIGNS, ErrorCode.DEPRECATED_DOCUMENT),
-])
-def test_relationship_to_a_deprecated_entry(database: Database, register: Register, kind: AssociationType,
-                                            code: ErrorCode) -> None:
+RELATIONSHIPS = [AssociationType.RPLC, AssociationType.XFRM_RPLC, AssociationType.APND, AssociationType.XFRM,
+                 AssociationType.SIGNS]
+
+
+@pytest.mark.parametrize("kind", RELATIONSHIPS, ids=lambda k: k.name)
+def test_relationship_to_a_deprecated_entry(database: Database, register: Register, kind: AssociationType) -> None:
+    """ITI TF-3 Table 4.2.4.1-2: XDSRegistryDeprecatedDocumentError, for replacements too (XDSReplaceFailed
+    is marked deprecated there, pointing to ITI TF-2b 3.42.4.1.3.5)."""
     original = submission()
     register(original)
     old = original.document_entries[0]
     register(replacement(old.id)[0])
     with pytest.raises(XdsErrorList) as caught:
         register(replacement(old.id, kind)[0])
-    assert error_codes(caught) == [code]
+    assert error_codes(caught) == [ErrorCode.DEPRECATED_DOCUMENT]
 
 
-@pytest.mark.parametrize(("kind", "code"), [
-    (AssociationType.RPLC, ErrorCode.REPLACE_FAILED),
-    (AssociationType.APND, ErrorCode.REGISTRY_METADATA_ERROR),
-])
-def test_relationship_to_an_unknown_entry(register: Register, kind: AssociationType, code: ErrorCode) -> None:
+@pytest.mark.parametrize("kind", RELATIONSHIPS, ids=lambda k: k.name)
+def test_relationship_to_an_unknown_entry(register: Register, kind: AssociationType) -> None:
     with pytest.raises(XdsErrorList) as caught:
         register(replacement(new_id(), kind)[0])
-    assert error_codes(caught) == [code]
+    assert error_codes(caught) == [ErrorCode.UNRESOLVED_REFERENCE]
+
+
+def test_relationship_to_a_folder(register: Register) -> None:
+    original = submission(folders=1)
+    register(original)
+    with pytest.raises(XdsErrorList) as caught:
+        register(replacement(original.folders[0].id, AssociationType.APND)[0])
+    assert error_codes(caught) == [ErrorCode.REGISTRY_METADATA_ERROR]
+    assert "not a DocumentEntry" in caught.value.errors[0].message
 
 
 def test_relationship_to_another_patient(register: Register) -> None:
@@ -233,8 +289,9 @@ def test_existing_folder_errors(register: Register, problem: str) -> None:
               "unknown folder": new_id()}[problem]
     with pytest.raises(XdsErrorList) as caught:
         register(add_to_folder(source, doc.document_entries[0].id))
-    expected = ErrorCode.PATIENT_ID_DOES_NOT_MATCH if problem == "other patient folder" \
-        else ErrorCode.REGISTRY_METADATA_ERROR
+    expected = {"other patient folder": ErrorCode.PATIENT_ID_DOES_NOT_MATCH,
+                "source is a document": ErrorCode.REGISTRY_METADATA_ERROR,
+                "unknown folder": ErrorCode.UNRESOLVED_REFERENCE}[problem]
     assert error_codes(caught) == [expected]
 
 
@@ -259,7 +316,7 @@ def test_restricted_confidentiality_hides_from_other_organisations(
     other = caller_for(organisation_factory("Org B", "1.2.3.4.6"), "1.2.3.4.6")
     with pytest.raises(XdsErrorList) as caught:   # another organisation cannot even name it
         register(replacement(doc_id, AssociationType.APND)[0], other)
-    assert error_codes(caught) == [ErrorCode.REGISTRY_METADATA_ERROR]
+    assert error_codes(caught) == [ErrorCode.UNRESOLVED_REFERENCE]
     register(replacement(doc_id, AssociationType.APND)[0])   # its own organisation can
 
 
@@ -284,6 +341,86 @@ def test_golden_submission_registers(database: Database, register: Register) -> 
         assert all(r.id.startswith("urn:uuid:") for r in rows)
         doc = next(r for r in rows if r.kind == ObjectKind.DOCUMENT_ENTRY.value)
         assert doc.unique_id == "1.3.6.1.4.1.21367.2026.7.100.1" and doc.hash and doc.size == 36
+
+
+def test_replacement_deprecates_addenda_and_transformations(database: Database, register: Register) -> None:
+    """ITI TF-2b 3.42.4.1.3.5: replacing an entry deprecates its APND and XFRM dependents, transitively."""
+    original = submission()
+    register(original)
+    old = original.document_entries[0].id
+    addendum, transform, signature = (replacement(old, kind) for kind in (
+        AssociationType.APND, AssociationType.XFRM, AssociationType.SIGNS))
+    for request, _ in (addendum, transform, signature):
+        register(request)
+    addendum_of_addendum = replacement(addendum[1].id, AssociationType.APND)
+    register(addendum_of_addendum[0])
+    request, new = replacement(old, AssociationType.RPLC)
+    register(request)
+    statuses = {name: row(database, doc.id).status for name, doc in (
+        ("original", original.document_entries[0]), ("addendum", addendum[1]), ("transform", transform[1]),
+        ("addendum of addendum", addendum_of_addendum[1]), ("signature", signature[1]), ("replacement", new))}
+    assert statuses == {"original": DEPRECATED, "addendum": DEPRECATED, "transform": DEPRECATED,
+                        "addendum of addendum": DEPRECATED, "signature": APPROVED, "replacement": APPROVED}
+
+
+def test_replacement_already_filed_joins_its_folder_once(database: Database, register: Register) -> None:
+    original = submission(folders=1)
+    register(original)
+    folder_id = original.folders[0].id
+    request, new = replacement(original.document_entries[0].id)
+    request.objects.append(has_member(folder_id, new.id))
+    register(request)
+    with database.session() as session:
+        memberships = session.scalars(select(RegistryObjectRow.id).where(
+            RegistryObjectRow.association_type == AssociationType.HAS_MEMBER.value,
+            RegistryObjectRow.source_object == folder_id, RegistryObjectRow.target_object == new.id)).all()
+    assert len(memberships) == 1
+
+
+def test_other_integrity_errors_are_not_reported_as_duplicates(database: Database, settings: Settings) -> None:
+    """Only a unique index means "registered concurrently"; anything else is a fault of the hub, not the caller."""
+    from sqlalchemy.exc import IntegrityError
+
+    stranger = caller_for(987654)   # no such organisation: the submitter foreign key fails
+    with database.session() as session, pytest.raises(IntegrityError):
+        register_document_set(session, submission(), stranger, settings, now=NOW)
+
+
+@pytest.mark.postgres
+def test_concurrent_replacements_of_one_entry(database: Database, register: Register, caller: Caller,
+                                              settings: Settings) -> None:
+    """Two sessions replace one entry at once: the row lock lets exactly one win (ITI TF-2b 3.42.4.1.3.5)."""
+    if database.url.startswith("sqlite"):
+        pytest.skip("concurrency is settled by PostgreSQL row locks; SQLite serialises writers")
+    original = submission()
+    register(original)
+    old = original.document_entries[0].id
+    first, second = replacement(old)[0], replacement(old)[0]
+    flushed, outcomes = threading.Event(), {}
+
+    def winner() -> None:
+        with database.session() as session:
+            register_document_set(session, first, caller, settings, now=NOW)
+            flushed.set()
+            time.sleep(0.5)            # the loser now waits for the lock on the replaced entry
+        outcomes["first"] = "registered"
+
+    def loser() -> None:
+        flushed.wait(10)
+        try:
+            with database.session() as session:
+                register_document_set(session, second, caller, settings, now=NOW)
+            outcomes["second"] = "registered"
+        except XdsErrorList as exc:
+            outcomes["second"] = exc.errors[0].code.value
+
+    threads = [threading.Thread(target=winner), threading.Thread(target=loser)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert outcomes == {"first": "registered", "second": ErrorCode.DEPRECATED_DOCUMENT.value}
+    assert row(database, old).status == DEPRECATED
 
 
 @pytest.mark.postgres

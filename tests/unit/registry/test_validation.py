@@ -11,12 +11,13 @@ import pytest
 
 from hub.errors import XdsErrorList
 from registry.builders import has_member, new_id, relationship
-from registry.model import ExtrinsicObject, RegistryPackage, SubmitObjectsRequest
+from registry.model import Association, ExtrinsicObject, RegistryPackage, SubmitObjectsRequest
 from registry.validation import (
     check_document_unique_id,
     check_dtm,
     check_oid,
     check_patient_id,
+    is_uuid_urn,
     validate_submission,
 )
 from registry.vocabulary import (
@@ -27,7 +28,7 @@ from registry.vocabulary import (
     FolderScheme,
     SubmissionSetScheme,
 )
-from tests.factories.metadata import OTHER_PATIENT, document, folder, submission, symbolic_ids
+from tests.factories.metadata import OTHER_PATIENT, PATIENT, document, folder, submission, symbolic_ids
 
 NOW = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
 META = ErrorCode.REGISTRY_METADATA_ERROR
@@ -113,7 +114,7 @@ def other_patient_document(request: SubmitObjectsRequest) -> None:
 
 def not_a_member(request: SubmitObjectsRequest) -> None:
     request.objects = [o for o in request.objects
-                       if not (hasattr(o, "target") and o.target == doc_of(request).id)]  # type: ignore[union-attr]
+                       if not (isinstance(o, Association) and o.target == doc_of(request).id)]
 
 
 def bad_status(request: SubmitObjectsRequest) -> None:
@@ -176,6 +177,32 @@ def no_mime(request: SubmitObjectsRequest) -> None:
     doc_of(request).mime_type = ""
 
 
+def classification_of_another(request: SubmitObjectsRequest) -> None:
+    doc_of(request).classifications[1].classified_object = ss_of(request).id
+
+
+def identifier_of_another(request: SubmitObjectsRequest) -> None:
+    ss_of(request).external_identifiers[0].registry_object = doc_of(request).id
+
+
+def anonymous_author(request: SubmitObjectsRequest) -> None:
+    author = doc_of(request).classified_by(DocumentEntryScheme.AUTHOR)[0]
+    author.slots = {"authorRole": ["Radiologist"], "authorPerson": [" "]}
+
+
+def untitled_folder(request: SubmitObjectsRequest) -> None:
+    request.folders[0].name = None
+
+
+def replaced_twice(request: SubmitObjectsRequest) -> None:
+    old = new_id()
+    request.objects += [relationship(AssociationType.RPLC, d.id, old) for d in request.document_entries]
+
+
+def package_source_is_document(request: SubmitObjectsRequest) -> None:
+    request.objects.append(has_member(doc_of(request).id, request.folders[0].id))
+
+
 CASES: list[tuple[str, Callable[[SubmitObjectsRequest], None], ErrorCode, str, int, int]] = [
     # case, change, code, message fragment, documents, folders
     ("no submission set", no_submission_set, META, "exactly one SubmissionSet", 1, 0),
@@ -228,13 +255,25 @@ CASES: list[tuple[str, Callable[[SubmitObjectsRequest], None], ErrorCode, str, i
     ("document not a member", not_a_member, META, "not a member of the SubmissionSet", 1, 0),
     ("SubmissionSetStatus unknown", bad_status, META, "Original or Reference", 1, 0),
     ("SubmissionSetStatus missing", missing_status, META, "needs the SubmissionSetStatus", 1, 0),
-    ("Original of an absent object", original_of_absent, META, "not in the submission", 1, 0),
-    ("Reference of a new object", reference_of_new, META, "Reference names a new object", 1, 0),
+    ("Original of an absent object", original_of_absent, META, "which is not in the submission", 1, 0),
+    ("Reference of a new object", reference_of_new, META, "Reference names", 1, 0),
     ("unknown association type", unknown_association, META, "is not supported", 1, 0),
     ("relationship from an existing entry", rplc_from_existing, META, "must be a new DocumentEntry", 1, 0),
     ("relationship to a new entry", rplc_of_new, META, "already in the registry", 1, 0),
     ("dangling symbolic reference", dangling_symbolic, META, "neither an object of the submission", 1, 0),
     ("folder holding a submission set", folder_holds_folder, META, "only contain DocumentEntries", 1, 1),
+    ("HasMember from a document", package_source_is_document, META, "neither the SubmissionSet nor a Folder",
+     1, 1),
+    ("classification of another object", classification_of_another, META, "not its parent object", 1, 0),
+    ("external identifier of another object", identifier_of_another, META, "not its parent object", 1, 0),
+    ("author naming nobody", anonymous_author, META, "names no authorPerson", 1, 0),
+    ("folder without title", untitled_folder, META, "title (rim:Name) is required", 1, 1),
+    ("languageCode not a tag", set_slot("languageCode", ["en_US"]), META, "not a language tag", 1, 0),
+    ("creationTime in other digits", set_slot("creationTime", ["\u0662\u0660\u0662\u0666"]), META, "not a DTM",
+     1, 0),
+    ("patient id with a trailing newline", set_ident(DocumentEntryScheme.PATIENT_ID, PATIENT + "\n"), META,
+     "ID^^^&OID&ISO", 1, 0),
+    ("one entry replaced twice", replaced_twice, META, "replaced 2 times", 2, 0),
 ]
 
 
@@ -259,11 +298,16 @@ def test_symbolic_ids_are_allowed() -> None:
 
 
 def test_on_demand_entry_needs_no_hash_size_creation_time() -> None:
+    """ITI TF-3 Table 4.3.1-3: hash, size and creationTime are for stable entries; an on-demand
+    entry still names the repository (the On-Demand Document Source) to retrieve it from."""
     doc = document(patient_id=submission().submission_sets[0].patient_id or "")
     doc.object_type = ON_DEMAND_DOCUMENT_ENTRY
-    for name in ("hash", "size", "creationTime", "repositoryUniqueId"):
+    for name in ("hash", "size", "creationTime"):
         doc.slots.pop(name)
     validate_submission(submission(entries=[doc]), NOW)
+    doc.slots.pop("repositoryUniqueId")
+    assert codes(submission(entries=[doc])) == [
+        (META, f"DocumentEntry {doc.id}: slot repositoryUniqueId is required (ITI TF-3 4.2.3)")]
 
 
 def test_times_ahead_of_the_registry_clock_are_accepted() -> None:
@@ -302,6 +346,16 @@ def test_document_unique_id_syntax(value: str, ok: bool) -> None:
 ])
 def test_dtm_syntax(value: str, ok: bool) -> None:
     assert (check_dtm(value) is None) is ok
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("urn:uuid:2f1e4c3a-1111-4222-8333-444455556666", True), ("urn:uuid:2F1E4C3A-1111-4222-8333-444455556666", True),
+    ("urn:uuid:2f1e4c3a111142228333444455556666", False), ("urn:uuid:{2f1e4c3a-1111-4222-8333-444455556666}", False),
+    ("urn:uuid:2f1e4c3a-1111-4222-8333-444455556666\n", False), ("2f1e4c3a-1111-4222-8333-444455556666", False),
+])
+def test_uuid_urn_syntax(value: str, ok: bool) -> None:
+    """RFC 4122 section 3: the URN carries the hyphenated hexadecimal form, nothing else."""
+    assert is_uuid_urn(value) is ok
 
 
 @pytest.mark.parametrize(("value", "ok"), [
