@@ -1,7 +1,9 @@
 """The XDS.b stored queries (ITI TF-2a 3.18.4.1.2.3.7), dispatched by query id.
 
 Each query is a `StoredQueryHandler` subclass declaring its id and its
-parameters; `HANDLERS` maps ids to instances (no if-chains).
+parameters (`Param`: name, kind, required, multiple, AND between slots) and
+running as `run(session, params, visibility, limit) -> ids`; `HANDLERS` maps
+ids to instances (no if-chains). Families: find.py, get_objects.py, contents.py.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from registry.queries.get_objects import (
     GetFolders,
     GetSubmissionSets,
 )
+from registry.queries.params import Kind, Param, Parameters
 
 HANDLERS: dict[str, StoredQueryHandler] = {
     handler.query_id.value: handler
@@ -33,4 +36,12 @@ HANDLERS: dict[str, StoredQueryHandler] = {
     )
 }
 
-__all__ = ["HANDLERS", "QueryContext", "StoredQueryHandler", "Visibility"]
+
+
+def handler_for(query_id: str) -> StoredQueryHandler | None:
+    """The stored query registered under `query_id` (an AdhocQuery/@id), if any."""
+    return HANDLERS.get(query_id)
+
+
+__all__ = ["HANDLERS", "Kind", "Param", "Parameters", "QueryContext", "StoredQueryHandler", "Visibility",
+           "handler_for"]

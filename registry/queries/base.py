@@ -2,8 +2,9 @@
 
 Every query selects row ids on indexed columns (registry_objects columns and
 registry_codes through EXISTS), with the caller's visibility in the WHERE
-clause and at most `limit + 1` rows fetched, so a too-broad query is refused
-with XDSTooManyResults before anything large is loaded (ITI TF-2a 3.18.4.1.3).
+clause and at most `limit + 1` rows fetched per statement, so a too-broad
+query is refused with XDSTooManyResults before anything large is loaded
+(ITI TF-2a 3.18.4.1.3). Content is loaded later, only for the ids returned.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from hub.errors import TooManyResults
 from registry.queries.params import CodeValue, Param, Parameters
@@ -24,6 +25,8 @@ from registry.vocabulary import AssociationType, ObjectKind, StoredQueryId
 R = RegistryObjectRow
 C = RegistryCodeRow
 
+HAS_MEMBER = AssociationType.HAS_MEMBER.value
+
 
 @dataclass(frozen=True)
 class Visibility:
@@ -32,27 +35,48 @@ class Visibility:
     organisation_id: int | None
 
     def clause(self, table: type[RegistryObjectRow] = R) -> ColumnElement[bool]:
+        """The row of `table` (RegistryObjectRow or an alias of it) may be seen."""
         if self.organisation_id is None:
             return table.restricted.is_(False)
         return or_(table.restricted.is_(False), table.submitter_org_id == self.organisation_id)
 
+    def association_clause(self, table: type[RegistryObjectRow] = R) -> ColumnElement[bool]:
+        """An association row that may be seen: itself visible, and both ends visible
+        or its source a visible SubmissionSet (whose HasMember links need no more)."""
+        source = aliased(RegistryObjectRow, name="visible_source")
+        target = aliased(RegistryObjectRow, name="visible_target")
+        source_visible = exists().where(source.id == table.source_object, self.clause(source))
+        target_visible = exists().where(target.id == table.target_object, self.clause(target))
+        source_is_set = exists().where(source.id == table.source_object,
+                                       source.kind == ObjectKind.SUBMISSION_SET.value, self.clause(source))
+        return and_(self.clause(table), or_(and_(source_visible, target_visible), source_is_set))
+
 
 @dataclass
 class QueryContext:
+    """What one running query holds: its inputs and the ids found so far, in order."""
+
     session: Session
     params: Parameters
     visibility: Visibility
     limit: int
     ids: list[str] = field(default_factory=list)
 
-    def fetch_ids(self, statement: Select[tuple[str]]) -> list[str]:
-        """Ids a statement selects, refused when more than the limit match."""
-        rows = list(self.session.scalars(statement.where(self.visibility.clause())
-                                         .order_by(R.registered_at, R.id).limit(self.limit + 1)))
+    def fetch_ids(self, statement: Select[str]) -> list[str]:
+        """Visible ids a statement over documents, folders or sets selects (at most limit + 1 read)."""
+        return self._fetch(statement.where(self.visibility.clause()))
+
+    def fetch_associations(self, statement: Select[str]) -> list[str]:
+        """Like `fetch_ids` for association rows: their ends must be visible too."""
+        return self._fetch(statement.where(self.visibility.association_clause()))
+
+    def _fetch(self, statement: Select[str]) -> list[str]:
+        rows = list(self.session.scalars(statement.order_by(R.registered_at, R.id).limit(self.limit + 1)))
         self.add(rows)
         return rows
 
     def add(self, ids: Iterable[str]) -> None:
+        """Append ids not yet found; XDSTooManyResults once more than `limit` are found."""
         seen = set(self.ids)
         for ident in ids:
             if ident not in seen:
@@ -64,18 +88,33 @@ class QueryContext:
 
 
 class StoredQueryHandler:
-    """One stored query: its id, its parameters and how it selects objects."""
+    """One stored query: its id, its declared parameters and how it selects objects.
+
+    Subclasses set `query_id` and `parameters` and implement `select`; `run`
+    is the entry point the ITI-18 transaction calls.
+    """
 
     query_id: ClassVar[StoredQueryId]
     parameters: ClassVar[tuple[Param, ...]]
 
-    def run(self, ctx: QueryContext) -> None:  # adds the matching ids to ctx
+    def run(self, session: Session, params: Parameters, visibility: Visibility, limit: int) -> list[str]:
+        """The entryUUIDs of the matching objects the caller may see, at most `limit` of them.
+
+        Raises XDSTooManyResults when more match, and the parameter errors of
+        ITI TF-2a 3.18.4.1.3 when the query's own parameter rules are broken.
+        """
+        context = QueryContext(session, params, visibility, limit)
+        self.select(context)
+        return context.ids
+
+    def select(self, ctx: QueryContext) -> None:
+        """Add the matching ids to `ctx` (through `fetch_ids` / `fetch_associations`)."""
         raise NotImplementedError
 
 
 # -- building blocks --------------------------------------------------------------------------
 
-def ids_of(kind: ObjectKind) -> Select[tuple[str]]:
+def ids_of(kind: ObjectKind) -> Select[str]:
     return select(R.id).where(R.kind == kind.value)
 
 
@@ -84,8 +123,11 @@ def status_in(values: Sequence[str]) -> ColumnElement[bool]:
 
 
 def codes_match(scheme: str, slots: list[list[CodeValue]]) -> list[ColumnElement[bool]]:
-    """AND over slots of (OR over the slot's codes), each an EXISTS on registry_codes."""
-    clauses = []
+    """AND over slots of (OR over the slot's codes), each an EXISTS on registry_codes.
+
+    ITI TF-2a 3.18.4.1.2.3.5: values within one Slot are ORed, Slots of one name ANDed.
+    """
+    clauses: list[ColumnElement[bool]] = []
     for slot in slots:
         alternatives = [
             and_(C.code == value.code, C.coding_scheme == value.scheme) if value.scheme else C.code == value.code
@@ -105,12 +147,13 @@ def values_match(scheme: str, values: list[str], like: bool = False) -> ColumnEl
 
 
 def author_match(values: list[str]) -> ColumnElement[bool]:
+    """authorPerson LIKE any value: % and _ are the wildcards (ITI TF-2a 3.18.4.1.2.3.4)."""
     return values_match(AUTHOR_PERSON, values, like=True)
 
 
-def time_range(column: ColumnElement[str | None], start: str | None, end: str | None
+def time_range(column: InstrumentedAttribute[str | None], start: str | None, end: str | None
                ) -> list[ColumnElement[bool]]:
-    """From inclusive, To exclusive on the padded DTM column (ITI TF-2a 3.18.4.1.2.3.6)."""
+    """From inclusive, To exclusive on the padded DTM column (ITI TF-2a 3.18.4.1.2.3.7.1)."""
     clauses: list[ColumnElement[bool]] = []
     if start:
         clauses.append(column >= pad_dtm(start))
@@ -119,33 +162,35 @@ def time_range(column: ColumnElement[str | None], start: str | None, end: str | 
     return clauses
 
 
-def members_of(source_ids: Select[tuple[str]] | list[str], kind: ObjectKind | None = None
-               ) -> Select[tuple[str]]:
-    """Targets of HasMember associations whose source is one of `source_ids`."""
-    A = RegistryObjectRow.__table__.alias("member_assoc")
-    targets = select(A.c.target_object).where(
-        A.c.kind == ObjectKind.ASSOCIATION.value,
-        A.c.association_type == AssociationType.HAS_MEMBER.value,
-        A.c.source_object.in_(source_ids),
+def members_of(source_ids: Select[str] | list[str], kind: ObjectKind | None = None
+               ) -> Select[str]:
+    """Objects that are targets of HasMember associations whose source is one of `source_ids`."""
+    member = aliased(RegistryObjectRow, name="member_assoc")
+    targets = select(member.target_object).where(
+        member.kind == ObjectKind.ASSOCIATION.value,
+        member.association_type == HAS_MEMBER,
+        member.source_object.in_(source_ids),
     )
     statement = select(R.id).where(R.id.in_(targets))
     return statement.where(R.kind == kind.value) if kind else statement
 
 
-def associations_among(ids: list[str], types: Sequence[str] | None = None) -> Select[tuple[str]]:
+def associations_among(ids: list[str], types: Sequence[str] | None = None) -> Select[str]:
+    """Associations whose source and target are both in `ids`."""
     statement = select(R.id).where(R.kind == ObjectKind.ASSOCIATION.value, R.source_object.in_(ids),
                                    R.target_object.in_(ids))
     return statement.where(R.association_type.in_(types)) if types else statement
 
 
-def associations_touching(ids: list[str], types: Sequence[str] | None = None) -> Select[tuple[str]]:
+def associations_touching(ids: list[str], types: Sequence[str] | None = None) -> Select[str]:
+    """Associations whose source or target is in `ids`."""
     statement = select(R.id).where(R.kind == ObjectKind.ASSOCIATION.value,
                                    or_(R.source_object.in_(ids), R.target_object.in_(ids)))
     return statement.where(R.association_type.in_(types)) if types else statement
 
 
 def visible_ids(ctx: QueryContext, ids: Iterable[str]) -> list[str]:
-    """Of `ids`, those the caller may see (in the given order)."""
+    """Of `ids`, those that exist and the caller may see (in the given order)."""
     wanted = list(dict.fromkeys(ids))
     if not wanted:
         return []

@@ -29,11 +29,12 @@ from registry.vocabulary import (
     SubmissionSetScheme,
 )
 
-HOME = Param("$homeCommunityId")
-DOC_STATUS = Param("$XDSDocumentEntryStatus", required=True)
+HOME = Param("$homeCommunityId", multiple=False)
+METADATA_LEVEL = Param("$MetadataLevel", multiple=False)
+DOC_STATUS = Param("$XDSDocumentEntryStatus", Kind.STATUS, required=True)
 DOC_FORMAT = Param("$XDSDocumentEntryFormatCode", Kind.CODE)
 DOC_CONFIDENTIALITY = Param("$XDSDocumentEntryConfidentialityCode", Kind.CODE, and_slots=True)
-DOC_TYPE = Param("$XDSDocumentEntryType")
+DOC_TYPE = Param("$XDSDocumentEntryType", Kind.ENTRY_TYPE)
 
 _DOC_CODE_PARAMS = {
     "$XDSDocumentEntryClassCode": DocumentEntryScheme.CLASS_CODE,
@@ -49,15 +50,15 @@ _DOC_TIMES = {
 }
 
 FIND_DOCUMENTS_PARAMS = (
-    Param("$XDSDocumentEntryPatientId", Kind.PATIENT_ID, required=True, single_value=True),
+    Param("$XDSDocumentEntryPatientId", Kind.PATIENT_ID, required=True, multiple=False),
     DOC_STATUS,
     *[Param(name, Kind.CODE, and_slots=name == "$XDSDocumentEntryEventCodeList") for name in _DOC_CODE_PARAMS],
-    *[Param(f"$XDSDocumentEntry{t}{edge}", Kind.TIME, single_value=True)
+    *[Param(f"$XDSDocumentEntry{t}{edge}", Kind.TIME, multiple=False)
       for t in _DOC_TIMES for edge in ("From", "To")],
     Param("$XDSDocumentEntryAuthorPerson"),
     DOC_FORMAT, DOC_CONFIDENTIALITY, DOC_TYPE,
     Param("$XDSDocumentEntryDocumentAvailability"),
-    Param("$MetadataLevel"),
+    METADATA_LEVEL,
     HOME,
 )
 
@@ -73,7 +74,7 @@ def document_filters(params: Parameters) -> list[ColumnElement[bool]]:
     return clauses
 
 
-def _find_documents(ctx: QueryContext) -> Select[tuple[str]]:
+def _find_documents(ctx: QueryContext) -> Select[str]:
     p = ctx.params
     statement = ids_of(ObjectKind.DOCUMENT_ENTRY).where(
         R.patient_id == p.value("$XDSDocumentEntryPatientId"), status_in(p.values(DOC_STATUS.name)))
@@ -91,7 +92,7 @@ class FindDocuments(StoredQueryHandler):
     query_id = StoredQueryId.FIND_DOCUMENTS
     parameters = FIND_DOCUMENTS_PARAMS
 
-    def run(self, ctx: QueryContext) -> None:
+    def select(self, ctx: QueryContext) -> None:
         ctx.fetch_ids(_find_documents(ctx))
 
 
@@ -101,7 +102,7 @@ class FindDocumentsByReferenceId(StoredQueryHandler):
     query_id = StoredQueryId.FIND_DOCUMENTS_BY_REFERENCE_ID
     parameters = (*FIND_DOCUMENTS_PARAMS, Param("$XDSDocumentEntryReferenceIdList", required=True))
 
-    def run(self, ctx: QueryContext) -> None:
+    def select(self, ctx: QueryContext) -> None:
         references = ctx.params.values("$XDSDocumentEntryReferenceIdList")
         ctx.fetch_ids(_find_documents(ctx).where(values_match(REFERENCE_ID, references)))
 
@@ -109,17 +110,17 @@ class FindDocumentsByReferenceId(StoredQueryHandler):
 class FindSubmissionSets(StoredQueryHandler):
     query_id = StoredQueryId.FIND_SUBMISSION_SETS
     parameters = (
-        Param("$XDSSubmissionSetPatientId", Kind.PATIENT_ID, required=True, single_value=True),
-        Param("$XDSSubmissionSetStatus", required=True),
+        Param("$XDSSubmissionSetPatientId", Kind.PATIENT_ID, required=True, multiple=False),
+        Param("$XDSSubmissionSetStatus", Kind.STATUS, required=True),
         Param("$XDSSubmissionSetSourceId"),
-        Param("$XDSSubmissionSetSubmissionTimeFrom", Kind.TIME, single_value=True),
-        Param("$XDSSubmissionSetSubmissionTimeTo", Kind.TIME, single_value=True),
-        Param("$XDSSubmissionSetAuthorPerson", single_value=True),
+        Param("$XDSSubmissionSetSubmissionTimeFrom", Kind.TIME, multiple=False),
+        Param("$XDSSubmissionSetSubmissionTimeTo", Kind.TIME, multiple=False),
+        Param("$XDSSubmissionSetAuthorPerson", multiple=False),
         Param("$XDSSubmissionSetContentType", Kind.CODE),
         HOME,
     )
 
-    def run(self, ctx: QueryContext) -> None:
+    def select(self, ctx: QueryContext) -> None:
         p = ctx.params
         statement = ids_of(ObjectKind.SUBMISSION_SET).where(
             R.patient_id == p.value("$XDSSubmissionSetPatientId"),
@@ -139,15 +140,15 @@ class FindSubmissionSets(StoredQueryHandler):
 class FindFolders(StoredQueryHandler):
     query_id = StoredQueryId.FIND_FOLDERS
     parameters = (
-        Param("$XDSFolderPatientId", Kind.PATIENT_ID, required=True, single_value=True),
-        Param("$XDSFolderStatus", required=True),
-        Param("$XDSFolderLastUpdateTimeFrom", Kind.TIME, single_value=True),
-        Param("$XDSFolderLastUpdateTimeTo", Kind.TIME, single_value=True),
+        Param("$XDSFolderPatientId", Kind.PATIENT_ID, required=True, multiple=False),
+        Param("$XDSFolderStatus", Kind.STATUS, required=True),
+        Param("$XDSFolderLastUpdateTimeFrom", Kind.TIME, multiple=False),
+        Param("$XDSFolderLastUpdateTimeTo", Kind.TIME, multiple=False),
         Param("$XDSFolderCodeList", Kind.CODE, and_slots=True),
         HOME,
     )
 
-    def run(self, ctx: QueryContext) -> None:
+    def select(self, ctx: QueryContext) -> None:
         p = ctx.params
         ctx.fetch_ids(ids_of(ObjectKind.FOLDER).where(
             R.patient_id == p.value("$XDSFolderPatientId"),

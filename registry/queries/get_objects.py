@@ -16,7 +16,7 @@ from registry.queries.base import (
     ids_of,
     visible_ids,
 )
-from registry.queries.find import HOME
+from registry.queries.find import HOME, METADATA_LEVEL
 from registry.queries.params import Kind, Param
 from registry.vocabulary import AssociationType, ObjectKind, StoredQueryId
 
@@ -28,7 +28,7 @@ UUIDS = Param("$uuid", Kind.UUID, required=True)
 
 
 def by_uuid_or_unique_id(ctx: QueryContext, kind: ObjectKind, uuid_param: Param, unique_param: Param
-                         ) -> Select[tuple[str]]:
+                         ) -> Select[str]:
     """Objects of `kind` named by exactly one of the two parameters (XDSStoredQueryParamNumber if both)."""
     given = ctx.params.exactly_one_of(uuid_param.name, unique_param.name)
     column = R.id if given == uuid_param.name else R.unique_id
@@ -37,9 +37,9 @@ def by_uuid_or_unique_id(ctx: QueryContext, kind: ObjectKind, uuid_param: Param,
 
 class GetDocuments(StoredQueryHandler):
     query_id = StoredQueryId.GET_DOCUMENTS
-    parameters = (DOC_UUID, DOC_UNIQUE_ID, Param("$MetadataLevel"), HOME)
+    parameters = (DOC_UUID, DOC_UNIQUE_ID, METADATA_LEVEL, HOME)
 
-    def run(self, ctx: QueryContext) -> None:
+    def select(self, ctx: QueryContext) -> None:
         ctx.fetch_ids(by_uuid_or_unique_id(ctx, ObjectKind.DOCUMENT_ENTRY, DOC_UUID, DOC_UNIQUE_ID))
 
 
@@ -47,7 +47,7 @@ class GetFolders(StoredQueryHandler):
     query_id = StoredQueryId.GET_FOLDERS
     parameters = (FOLDER_UUID, FOLDER_UNIQUE_ID, HOME)
 
-    def run(self, ctx: QueryContext) -> None:
+    def select(self, ctx: QueryContext) -> None:
         ctx.fetch_ids(by_uuid_or_unique_id(ctx, ObjectKind.FOLDER, FOLDER_UUID, FOLDER_UNIQUE_ID))
 
 
@@ -57,20 +57,20 @@ class GetAssociations(StoredQueryHandler):
     query_id = StoredQueryId.GET_ASSOCIATIONS
     parameters = (UUIDS, HOME)
 
-    def run(self, ctx: QueryContext) -> None:
-        ctx.fetch_ids(associations_touching(ctx.params.values(UUIDS.name)))
+    def select(self, ctx: QueryContext) -> None:
+        ctx.fetch_associations(associations_touching(ctx.params.values(UUIDS.name)))
 
 
 class GetDocumentsAndAssociations(StoredQueryHandler):
     """The documents and every association that has one of them as source or target."""
 
     query_id = StoredQueryId.GET_DOCUMENTS_AND_ASSOCIATIONS
-    parameters = (DOC_UUID, DOC_UNIQUE_ID, Param("$MetadataLevel"), HOME)
+    parameters = (DOC_UUID, DOC_UNIQUE_ID, METADATA_LEVEL, HOME)
 
-    def run(self, ctx: QueryContext) -> None:
+    def select(self, ctx: QueryContext) -> None:
         documents = ctx.fetch_ids(by_uuid_or_unique_id(ctx, ObjectKind.DOCUMENT_ENTRY, DOC_UUID, DOC_UNIQUE_ID))
         if documents:
-            ctx.fetch_ids(associations_touching(documents))
+            ctx.fetch_associations(associations_touching(documents))
 
 
 class GetSubmissionSets(StoredQueryHandler):
@@ -79,7 +79,7 @@ class GetSubmissionSets(StoredQueryHandler):
     query_id = StoredQueryId.GET_SUBMISSION_SETS
     parameters = (UUIDS, HOME)
 
-    def run(self, ctx: QueryContext) -> None:
+    def select(self, ctx: QueryContext) -> None:
         members = visible_ids(ctx, ctx.params.values(UUIDS.name))
         if not members:
             return
@@ -87,8 +87,8 @@ class GetSubmissionSets(StoredQueryHandler):
             select(R.id, R.source_object).where(
                 R.kind == ObjectKind.ASSOCIATION.value,
                 R.association_type == AssociationType.HAS_MEMBER.value,
-                R.target_object.in_(members), ctx.visibility.clause(),
-            ).limit(ctx.limit + 1)
+                R.target_object.in_(members), ctx.visibility.association_clause(),
+            ).order_by(R.registered_at, R.id).limit(ctx.limit + 1)
         ).all()
         sets = ctx.fetch_ids(ids_of(ObjectKind.SUBMISSION_SET).where(
             R.id.in_([source for _, source in associations])))

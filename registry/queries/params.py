@@ -15,26 +15,37 @@ from dataclasses import dataclass
 from enum import Enum
 
 from hub.errors import RegistryMetadataError, StoredQueryMissingParam, StoredQueryParamNumber
+from registry.vocabulary import DOCUMENT_ENTRY_TYPES, AssociationType
 
+# ITI TF-3 4.2.3.1.7 / Table 4.2.3.2-1 (patientId): an HL7 CX with only ID and assigning authority.
 _PATIENT_ID = re.compile(r"^[^\^&]+\^\^\^&[0-2](\.(0|[1-9][0-9]*))+&ISO$")
-_DTM = re.compile(r"^\d{4}(\d{2}){0,5}$")
+_DTM = re.compile(r"^\d{4}(\d{2}){0,5}$")                       # HL7 DTM, ITI TF-3 Table 4.2.3.1.7-2
+_STATUS = re.compile(r"^urn:[A-Za-z0-9.:\-]+:StatusType:[A-Za-z]+$")  # ebRS StatusType URNs (Approved, ...)
+_ASSOCIATION_TYPES = frozenset(t.value for t in AssociationType)
 
 
 class Kind(Enum):
+    """What a parameter's values must look like (checked before any SQL is built)."""
+
     STRING = "string"
     PATIENT_ID = "patient id"
     CODE = "code"
     TIME = "time"
     UUID = "uuid"
+    STATUS = "status"
+    ENTRY_TYPE = "entry type"
+    ASSOCIATION_TYPE = "association type"
 
 
 @dataclass(frozen=True)
 class Param:
+    """A declared stored query parameter (one row of an ITI TF-2a 3.18.4.1.2.3.7 table)."""
+
     name: str
     kind: Kind = Kind.STRING
     required: bool = False
+    multiple: bool = True       # several values (OR) allowed; False for patient ids and times
     and_slots: bool = False     # several Slots allowed, AND between them
-    single_value: bool = False  # one value only (patient id, times)
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,7 @@ def split_value(text: str, name: str) -> list[str]:
 
 
 def parse_code(text: str, name: str) -> CodeValue:
+    """`code^^codingScheme` (ITI TF-2a 3.18.4.1.2.3.5); a bare code matches any scheme."""
     code, sep, scheme = text.partition("^^")
     if not code:
         raise RegistryMetadataError(f"code value {text!r} of {name} is not code^^codingScheme", name)
@@ -90,6 +102,7 @@ def parse_code(text: str, name: str) -> CodeValue:
 
 
 def check_value(param: Param, value: str) -> str:
+    """`value` if it fits the parameter's kind, else XDSRegistryMetadataError."""
     if param.kind is Kind.PATIENT_ID and not _PATIENT_ID.match(value):
         raise RegistryMetadataError(
             f"{param.name} {value!r} is not a patient id of the form ID^^^&OID&ISO", param.name)
@@ -97,6 +110,13 @@ def check_value(param: Param, value: str) -> str:
         raise RegistryMetadataError(f"{param.name} {value!r} is not an HL7 DTM time", param.name)
     if param.kind is Kind.UUID and not value.startswith("urn:uuid:"):
         raise RegistryMetadataError(f"{param.name} {value!r} is not a urn:uuid", param.name)
+    if param.kind is Kind.STATUS and not _STATUS.match(value):
+        raise RegistryMetadataError(f"{param.name} {value!r} is not a StatusType URN", param.name)
+    if param.kind is Kind.ENTRY_TYPE and value not in DOCUMENT_ENTRY_TYPES:
+        raise RegistryMetadataError(
+            f"{param.name} {value!r} is neither the stable nor the on-demand DocumentEntry type", param.name)
+    if param.kind is Kind.ASSOCIATION_TYPE and value not in _ASSOCIATION_TYPES:
+        raise RegistryMetadataError(f"{param.name} {value!r} is not an association type", param.name)
     return value
 
 
@@ -115,7 +135,7 @@ class Parameters:
             parsed = []
             for values in slots:
                 members = [check_value(param, m) for text in values for m in split_value(text, name)]
-                if param.single_value and len(members) > 1:
+                if not param.multiple and len(members) > 1:
                     raise StoredQueryParamNumber(f"parameter {name} takes one value, got {len(members)}", name)
                 parsed.append(members)
             self._slots[name] = parsed

@@ -31,10 +31,10 @@ def test_bad_value_syntax(text: str) -> None:
 
 
 DECLARED = (
-    Param("$pid", Kind.PATIENT_ID, required=True, single_value=True),
+    Param("$pid", Kind.PATIENT_ID, required=True, multiple=False),
     Param("$codes", Kind.CODE, and_slots=True),
     Param("$plain"),
-    Param("$from", Kind.TIME, single_value=True),
+    Param("$from", Kind.TIME, multiple=False),
 )
 PID = "'P1^^^&1.2.3&ISO'"
 
@@ -62,6 +62,49 @@ def test_unknown_parameters_are_ignored() -> None:
 def test_parameter_errors(raw: dict[str, list[list[str]]], error: type[XdsError]) -> None:
     with pytest.raises(error):
         Parameters(DECLARED, raw)
+
+
+KINDS = (
+    Param("$status", Kind.STATUS),
+    Param("$type", Kind.ENTRY_TYPE),
+    Param("$assoc", Kind.ASSOCIATION_TYPE),
+    Param("$uuid", Kind.UUID),
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("$status", "('urn:oasis:names:tc:ebxml-regrep:StatusType:Approved',"
+                    "'urn:oasis:names:tc:ebxml-regrep:StatusType:Deprecated')"),
+        ("$status", "('urn:ihe:iti:2010:StatusType:DeferredCreation')"),
+        ("$type", "('urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1','urn:uuid:34268e47-fdf5-41a6-ba33-82133c465248')"),
+        ("$assoc", "('urn:ihe:iti:2007:AssociationType:RPLC','urn:ihe:iti:2007:AssociationType:signs')"),
+        ("$uuid", "('urn:uuid:0b4e6f2c-1d1a-4f8e-9a8b-0c0d0e0f0a0b')"),
+    ],
+)
+def test_kinds_accept(name: str, text: str) -> None:
+    assert Parameters(KINDS, {name: [[text]]}).values(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("$status", "('Approved')"),
+        ("$status", "('urn:oasis:names:tc:ebxml-regrep:StatusType:')"),
+        ("$type", "('urn:uuid:00000000-0000-0000-0000-000000000000')"),
+        ("$assoc", "('RPLC')"),
+        ("$uuid", "('1.2.3')"),
+    ],
+)
+def test_kinds_refuse(name: str, text: str) -> None:
+    with pytest.raises(RegistryMetadataError):
+        Parameters(KINDS, {name: [[text]]})
+
+
+def test_values_of_several_value_elements_are_ored() -> None:
+    params = Parameters(DECLARED, {"$pid": [[PID]], "$plain": [["('a','b')", "'c'"]]})
+    assert params.values("$plain") == ["a", "b", "c"] and params.slots("$plain") == [["a", "b", "c"]]
 
 
 def test_exclusive_parameters() -> None:
