@@ -13,6 +13,8 @@ import click
 
 from hub.settings import DEFAULT_DATA_DIR, Settings, load_settings
 
+BUNDLE_FILES = ("client.crt", "client.key", "ca.crt", "client.json")
+
 DATA_DIR = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
     help=f"data folder with hub.toml, database and PKI (default: $XDSHUB_DATA_DIR or ./{DEFAULT_DATA_DIR})")
@@ -25,6 +27,34 @@ def fail(message: str) -> click.ClickException:
 def slug(name: str) -> str:
     """A folder name for an organisation: lower case, words joined by dashes."""
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "organisation"
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """What a database or migration failure raises (SQLAlchemy and its drivers, Alembic)."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return SQLAlchemyError, CommandError
+
+
+def database_failure(exc: Exception) -> click.ClickException:
+    """A database or migration error as one line, without the traceback."""
+    from sqlalchemy.exc import IntegrityError
+
+    if isinstance(exc, IntegrityError):
+        return fail("the organisation, its OID or its certificate was registered meanwhile")
+    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+    return fail(f"database error: {first} (is the database reachable, and was `xdshub init` run?)")
+
+
+def remove_bundle(folder: Path) -> None:
+    """Remove the files `write_bundle` writes (the folder stays if anything else is in it)."""
+    for name in BUNDLE_FILES:
+        (folder / name).unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def initialised_settings(data_dir: Path | None) -> Settings:
@@ -51,6 +81,8 @@ def init(data_dir: Path | None) -> None:
         settings = initialise(target)
     except (PkiError, OSError) as exc:
         raise fail(f"cannot initialise {target}: {exc}") from exc
+    except database_errors() as exc:
+        raise database_failure(exc) from exc
     click.echo(f"xdshub data dir ready: {settings.data_dir}")
     click.echo(f"  settings:   {settings.toml_path}")
     click.echo(f"  hub CA:     {settings.path(settings.ca_cert)}")
@@ -89,19 +121,31 @@ def org_add(name: str, oid: str, data_dir: Path | None, out: Path | None, scopes
         except OSError as exc:
             raise fail(f"cannot read {cert_file}: {exc.strerror}") from exc
     folder = out or settings.data_dir / "orgs" / slug(name)
-    if (folder / "client.json").exists():
-        raise fail(f"{folder} already holds a client bundle; choose another --out")
-    database = Database(settings.database_url)
+    database: Database | None = None
+    written = False
     try:
+        database = Database(settings.database_url)
         with database.session() as session:
             new = register(session, settings, name, oid, scopes, certificate)
-            write_bundle(folder, settings, new)  # inside the transaction: no org without its bundle
+            if (folder / "client.json").exists():
+                raise fail(f"{folder} already holds a client bundle; choose another --out")
+            # Written inside the transaction: no organisation without its bundle; and
+            # when the commit fails, the bundle is removed again (below).
+            written = True
+            write_bundle(folder, settings, new)
     except (OrganisationError, PkiError) as exc:
         raise fail(str(exc)) from exc
     except OSError as exc:
+        if written:
+            remove_bundle(folder)
         raise fail(f"cannot write the bundle to {folder}: {exc.strerror or exc}") from exc
+    except database_errors() as exc:
+        if written:
+            remove_bundle(folder)
+        raise database_failure(exc) from exc
     finally:
-        database.dispose()
+        if database is not None:
+            database.dispose()
     click.echo(f"registered {new.name} ({new.oid}), scopes: {' '.join(new.scopes)}")
     click.echo(f"client bundle: {folder}")
     if new.key_pem is None:

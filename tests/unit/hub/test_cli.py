@@ -94,6 +94,32 @@ def test_org_add_user_errors_exit_1_without_traceback(data_dir: Path, tmp_path: 
     assert not (tmp_path / "other" / "client.json").exists()
 
 
+def test_org_add_twice_with_the_default_folder_names_the_duplicate(data_dir: Path) -> None:
+    assert run("org", "add", "Org A", "--oid", "1.2.3.100", "--data-dir", str(data_dir)).exit_code == 0
+    again = run("org", "add", "Org A", "--oid", "1.2.3.101", "--data-dir", str(data_dir))
+    assert again.exit_code == 1
+    assert "already registered" in again.output
+
+
+def test_org_add_with_a_database_error_exits_1_and_leaves_no_bundle(data_dir: Path, tmp_path: Path) -> None:
+    for path in data_dir.glob("hub.db*"):
+        path.unlink()  # an empty database: no tables
+    out = tmp_path / "bundle"
+    result = run("org", "add", "Org A", "--oid", "1.2.3.100", "--data-dir", str(data_dir), "--out", str(out))
+    assert result.exit_code == 1
+    assert "database error" in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_init_with_an_unusable_database_url_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "hub.toml").write_text('database_url = "nonsense://"\n')
+    result = run("init", "--data-dir", str(tmp_path / "var"))
+    assert result.exit_code == 1
+    assert "database error" in result.output and "nonsense" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_org_add_before_init_is_a_clear_error(tmp_path: Path) -> None:
     result = run("org", "add", "Org A", "--oid", "1.2.3", "--data-dir", str(tmp_path / "nothing"))
     assert result.exit_code == 1
@@ -154,8 +180,8 @@ def test_server_tls_context_requests_optional_client_certificates(data_dir: Path
 
 
 def test_peer_certificate_middleware_drops_client_supplied_values() -> None:
-    from hub.server import PeerCertificateMiddleware, _peer
     from hub.security.tls import PEER_CERT_ENVIRON
+    from hub.server import PeerCertificateMiddleware, _peer
 
     seen: list[object] = []
 

@@ -10,9 +10,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 from joserfc import jwt
 from joserfc.jwk import ECKey
+from werkzeug.test import TestResponse
 
 from hub.security.oauth import signing_key
 from hub.security.pki import issue_client_certificate, new_private_key, private_key_pem, thumbprint
