@@ -11,6 +11,7 @@ import logging
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
+from hub.soap.faults import bearer_challenge
 from hub.errors import AuthenticationFault, AuthorizationFault, SoapFault, XdsError, XdsErrorList
 
 log = logging.getLogger(__name__)
@@ -31,13 +32,13 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(AuthenticationFault)
     def _unauthenticated(exc: AuthenticationFault) -> Response:
         response = problem(401, "Unauthorized", exc.reason)
-        response.headers["WWW-Authenticate"] = f'Bearer error="{exc.error}"'
+        response.headers["WWW-Authenticate"] = bearer_challenge(exc.error, exc.reason)
         return response
 
     @app.errorhandler(AuthorizationFault)
     def _forbidden(exc: AuthorizationFault) -> Response:
         response = problem(403, "Forbidden", exc.reason)
-        response.headers["WWW-Authenticate"] = f'Bearer error="{exc.error}"'
+        response.headers["WWW-Authenticate"] = bearer_challenge(exc.error, exc.reason)
         return response
 
     @app.errorhandler(SoapFault)

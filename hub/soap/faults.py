@@ -45,12 +45,17 @@ def fault_element(fault: SoapFault) -> etree._Element:
     return root
 
 
+def bearer_challenge(error: str, description: str) -> str:
+    """An RFC 6750 3 challenge; quoted-strings escape backslash and quote (RFC 9110 5.6.4)."""
+    def quoted(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ") + '"'
+    return f"Bearer error={quoted(error)}, error_description={quoted(description)}"
+
+
 def fault_response(fault: SoapFault, relates_to: str | None = None, mtom: bool = False) -> Response:
     headers: dict[str, str] = {}
-    if isinstance(fault, AuthenticationFault):
-        headers["WWW-Authenticate"] = f'Bearer error="{fault.error}", error_description="{fault.reason}"'
-    elif isinstance(fault, AuthorizationFault):
-        headers["WWW-Authenticate"] = f'Bearer error="{fault.error}", error_description="{fault.reason}"'
+    if isinstance(fault, AuthenticationFault | AuthorizationFault):
+        headers["WWW-Authenticate"] = bearer_challenge(fault.error, fault.reason)
     return soap_response(FAULT_ACTION, fault_element(fault), relates_to, mtom, fault.http_status, headers)
 
 

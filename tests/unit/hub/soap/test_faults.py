@@ -32,3 +32,11 @@ def test_fault_response_is_schema_valid(fault: SoapFault, status: int, challenge
     assert_valid(envelope)
     text = envelope.findtext(".//{http://www.w3.org/2003/05/soap-envelope}Text")
     assert text == fault.reason
+
+
+def test_bearer_challenge_escapes_quoted_strings() -> None:
+    from hub.soap.faults import bearer_challenge
+
+    header = bearer_challenge("invalid_token", 'token "x" \\ broken\r\nInjected: yes')
+    assert header == ('Bearer error="invalid_token", '
+                      'error_description="token \\"x\\" \\\\ broken  Injected: yes"')
