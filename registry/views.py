@@ -40,6 +40,7 @@ def _register(caller: Caller, session: Session, soap: SoapRequest) -> etree._Ele
 def _query(caller: Caller, session: Session, soap: SoapRequest) -> etree._Element:
     query = parse_adhoc_query_request(soap.body)
     result = run_stored_query(session, query, caller, get_settings())
+    session.commit()  # read-only: end the transaction (and SQLite's gate) before rendering
     if result.return_type == ReturnType.OBJECT_REF.value:
         return render_adhoc_query_response(ResponseStatus.SUCCESS, None, result.refs, [])
     return render_adhoc_query_response(ResponseStatus.SUCCESS, result.objects, None, [])
