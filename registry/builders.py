@@ -15,6 +15,7 @@ from registry.vocabulary import (
     STABLE_DOCUMENT_ENTRY,
     AssociationType,
     DocumentEntryScheme,
+    FolderScheme,
     SubmissionSetScheme,
 )
 
@@ -108,6 +109,27 @@ def submission_set(unique_id: str, patient_id: str, source_id: str, submission_t
         _ident(SubmissionSetScheme.UNIQUE_ID, sid, unique_id, "XDSSubmissionSet.uniqueId"),
         _ident(SubmissionSetScheme.SOURCE_ID, sid, source_id, "XDSSubmissionSet.sourceId"),
         _ident(SubmissionSetScheme.PATIENT_ID, sid, patient_id, "XDSSubmissionSet.patientId"),
+    ]
+    return package
+
+
+def folder(unique_id: str, patient_id: str, codes: tuple[Code, ...], title: str = "Imaging",
+           last_update_time: str | None = None) -> RegistryPackage:
+    """An XDSFolder (ITI TF-3 4.2.3.4): uniqueId, patientId, codeList and the folder node.
+
+    lastUpdateTime is the registry's to set; it is given only to build stored rows.
+    """
+    fid = new_id()
+    package = RegistryPackage(id=fid, name=title)
+    if last_update_time:
+        package.slots["lastUpdateTime"] = [last_update_time]
+    package.classifications = [
+        *[_code(FolderScheme.CODE_LIST, fid, code) for code in codes],
+        Classification(id=new_id(), classified_object=fid, node=FolderScheme.NODE.value),
+    ]
+    package.external_identifiers = [
+        _ident(FolderScheme.UNIQUE_ID, fid, unique_id, "XDSFolder.uniqueId"),
+        _ident(FolderScheme.PATIENT_ID, fid, patient_id, "XDSFolder.patientId"),
     ]
     return package
 

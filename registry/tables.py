@@ -35,7 +35,7 @@ class RegistryObjectRow(Base):
     id: Mapped[str] = mapped_column(String(128), primary_key=True)  # entryUUID (urn:uuid:...)
     kind: Mapped[str] = mapped_column(String(16), index=True)        # registry.vocabulary.ObjectKind
     object_type: Mapped[str] = mapped_column(String(128))
-    unique_id: Mapped[str | None] = mapped_column(String(128))
+    unique_id: Mapped[str | None] = mapped_column(String(128), index=True)  # uniqueId look-ups of any kind
     lid: Mapped[str | None] = mapped_column(String(128), index=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(64), index=True)

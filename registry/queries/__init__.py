@@ -2,8 +2,9 @@
 
 Each query is a `StoredQueryHandler` subclass declaring its id and its
 parameters (`Param`: name, kind, required, multiple, AND between slots) and
-running as `run(session, params, visibility, limit) -> ids`; `HANDLERS` maps
-ids to instances (no if-chains). Families: find.py, get_objects.py, contents.py.
+running as `run(session, params, visibility, limit) -> ids`; pairs of which
+exactly one must be given are declared in `one_of`. `HANDLERS` maps query ids
+to instances (no if-chains). Families: find.py, get_objects.py, contents.py.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ HANDLERS: dict[str, StoredQueryHandler] = {
         GetFoldersForDocument(), GetRelatedDocuments(),
     )
 }
-
 
 
 def handler_for(query_id: str) -> StoredQueryHandler | None:

@@ -41,15 +41,19 @@ class Visibility:
         return or_(table.restricted.is_(False), table.submitter_org_id == self.organisation_id)
 
     def association_clause(self, table: type[RegistryObjectRow] = R) -> ColumnElement[bool]:
-        """An association row that may be seen: itself visible, and both ends visible
-        or its source a visible SubmissionSet (whose HasMember links need no more)."""
+        """An association row that may be seen: itself visible and both of its ends visible.
+
+        An end is a registry row (document, folder, set, or another association, for
+        a SubmissionSet's HasMember to a folder link); a hidden or unknown end hides
+        the association, so no entryUUID of a restricted object leaks through a link.
+        """
         source = aliased(RegistryObjectRow, name="visible_source")
         target = aliased(RegistryObjectRow, name="visible_target")
-        source_visible = exists().where(source.id == table.source_object, self.clause(source))
-        target_visible = exists().where(target.id == table.target_object, self.clause(target))
-        source_is_set = exists().where(source.id == table.source_object,
-                                       source.kind == ObjectKind.SUBMISSION_SET.value, self.clause(source))
-        return and_(self.clause(table), or_(and_(source_visible, target_visible), source_is_set))
+        return and_(
+            self.clause(table),
+            exists().where(source.id == table.source_object, self.clause(source)),
+            exists().where(target.id == table.target_object, self.clause(target)),
+        )
 
 
 @dataclass
@@ -96,13 +100,19 @@ class StoredQueryHandler:
 
     query_id: ClassVar[StoredQueryId]
     parameters: ClassVar[tuple[Param, ...]]
+    # Parameters of which exactly one must be given ("either ... or ..., not both", e.g.
+    # $XDSDocumentEntryEntryUUID / $XDSDocumentEntryUniqueId): none is XDSStoredQueryMissingParam,
+    # both XDSStoredQueryParamNumber (ITI TF-2a 3.18.4.1.2.3.7.5-.13).
+    one_of: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     def run(self, session: Session, params: Parameters, visibility: Visibility, limit: int) -> list[str]:
         """The entryUUIDs of the matching objects the caller may see, at most `limit` of them.
 
-        Raises XDSTooManyResults when more match, and the parameter errors of
-        ITI TF-2a 3.18.4.1.3 when the query's own parameter rules are broken.
+        Raises the parameter errors of ITI TF-2a 3.18.4.1.3 before any SQL runs,
+        and XDSTooManyResults when more than `limit` objects match.
         """
+        for group in self.one_of:
+            params.exactly_one_of(*group)
         context = QueryContext(session, params, visibility, limit)
         self.select(context)
         return context.ids
@@ -138,9 +148,13 @@ def codes_match(scheme: str, slots: list[list[CodeValue]]) -> list[ColumnElement
 
 
 def values_match(scheme: str, values: list[str], like: bool = False) -> ColumnElement[bool]:
-    """EXISTS a registry_codes row of the pseudo scheme with one of the values (LIKE when asked)."""
+    """EXISTS a registry_codes row of the pseudo scheme with one of the values.
+
+    With `like`, each value is a LIKE pattern, matched without regard to case so
+    SQLite (case-insensitive LIKE) and PostgreSQL (case-sensitive) answer alike.
+    """
     if like:
-        match = or_(*[C.code.like(v, escape="\\") for v in values]) if values else false()
+        match = or_(*[C.code.ilike(v, escape="\\") for v in values]) if values else false()
     else:
         match = C.code.in_(values)
     return exists().where(C.object_id == R.id, C.scheme == scheme, match)

@@ -29,18 +29,33 @@ from registry.queries.find import (
     METADATA_LEVEL,
     document_filters,
 )
-from registry.queries.get_objects import DOC_UNIQUE_ID, DOC_UUID, FOLDER_UNIQUE_ID, FOLDER_UUID, by_uuid_or_unique_id
+from registry.queries.get_objects import (
+    DOC_UNIQUE_ID,
+    DOC_UUID,
+    FOLDER_UNIQUE_ID,
+    FOLDER_UUID,
+    by_uuid_or_unique_id,
+)
 from registry.queries.params import Kind, Param
 from registry.tables import RegistryObjectRow
 from registry.vocabulary import RELATIONSHIP_TYPES, ObjectKind, StoredQueryId
 
 # formatCode, confidentialityCode and objectType narrow the documents of the contents queries.
 DOCUMENT_FILTERS = (DOC_FORMAT, DOC_CONFIDENTIALITY, DOC_TYPE)
-# GetFoldersForDocument and GetRelatedDocuments name one document.
+# These queries name one object: one value, not a list (ITI TF-2a 3.18.4.1.2.3.7.10-.13).
 ONE_DOC_UUID = Param(DOC_UUID.name, Kind.UUID, multiple=False)
 ONE_DOC_UNIQUE_ID = Param(DOC_UNIQUE_ID.name, multiple=False)
-SET_UUID = Param("$XDSSubmissionSetEntryUUID", Kind.UUID)
-SET_UNIQUE_ID = Param("$XDSSubmissionSetUniqueId")
+ONE_FOLDER_UUID = Param(FOLDER_UUID.name, Kind.UUID, multiple=False)
+ONE_FOLDER_UNIQUE_ID = Param(FOLDER_UNIQUE_ID.name, multiple=False)
+SET_UUID = Param("$XDSSubmissionSetEntryUUID", Kind.UUID, multiple=False)
+SET_UNIQUE_ID = Param("$XDSSubmissionSetUniqueId", multiple=False)
+
+
+def set_links_to_associations(ctx: QueryContext, sets: list[str]) -> None:
+    """Second pass: the sets' HasMember links to associations already found (a set that files a
+    document into a folder also holds that folder link; ITI TF-2a 3.18.4.1.2.3.7.10)."""
+    if sets:
+        ctx.fetch_associations(associations_among(list(ctx.ids), [HAS_MEMBER]).where(R.source_object.in_(sets)))
 
 
 class GetAll(StoredQueryHandler):
@@ -60,7 +75,7 @@ class GetAll(StoredQueryHandler):
     def select(self, ctx: QueryContext) -> None:
         p = ctx.params
         patient = p.value("$patientId")
-        ctx.fetch_ids(ids_of(ObjectKind.SUBMISSION_SET).where(
+        sets = ctx.fetch_ids(ids_of(ObjectKind.SUBMISSION_SET).where(
             R.patient_id == patient, status_in(p.values("$XDSSubmissionSetStatus"))))
         ctx.fetch_ids(ids_of(ObjectKind.DOCUMENT_ENTRY).where(
             R.patient_id == patient, status_in(p.values(DOC_STATUS.name)), *document_filters(p)))
@@ -68,6 +83,7 @@ class GetAll(StoredQueryHandler):
             R.patient_id == patient, status_in(p.values("$XDSFolderStatus"))))
         if ctx.ids:
             ctx.fetch_associations(associations_among(list(ctx.ids)))
+            set_links_to_associations(ctx, sets)
 
 
 class GetSubmissionSetAndContents(StoredQueryHandler):
@@ -76,28 +92,27 @@ class GetSubmissionSetAndContents(StoredQueryHandler):
 
     query_id = StoredQueryId.GET_SUBMISSION_SET_AND_CONTENTS
     parameters = (SET_UUID, SET_UNIQUE_ID, *DOCUMENT_FILTERS, METADATA_LEVEL, HOME)
+    one_of = ((SET_UUID.name, SET_UNIQUE_ID.name),)
 
     def select(self, ctx: QueryContext) -> None:
-        given = ctx.params.exactly_one_of(SET_UUID.name, SET_UNIQUE_ID.name)
-        column = R.id if given == SET_UUID.name else R.unique_id
-        sets = ctx.fetch_ids(ids_of(ObjectKind.SUBMISSION_SET).where(column.in_(ctx.params.values(given))))
+        sets = ctx.fetch_ids(by_uuid_or_unique_id(ctx, ObjectKind.SUBMISSION_SET, SET_UUID, SET_UNIQUE_ID))
         if not sets:
             return
         ctx.fetch_ids(members_of(sets, ObjectKind.DOCUMENT_ENTRY).where(*document_filters(ctx.params)))
         ctx.fetch_ids(members_of(sets, ObjectKind.FOLDER))
         ctx.fetch_associations(associations_among(list(ctx.ids)))
-        # Second pass: HasMember from the set to the associations just found.
-        ctx.fetch_associations(associations_among(list(ctx.ids), [HAS_MEMBER]).where(R.source_object.in_(sets)))
+        set_links_to_associations(ctx, sets)
 
 
 class GetFolderAndContents(StoredQueryHandler):
     """The folder, its member documents (filtered) and those HasMember associations."""
 
     query_id = StoredQueryId.GET_FOLDER_AND_CONTENTS
-    parameters = (FOLDER_UUID, FOLDER_UNIQUE_ID, *DOCUMENT_FILTERS, METADATA_LEVEL, HOME)
+    parameters = (ONE_FOLDER_UUID, ONE_FOLDER_UNIQUE_ID, *DOCUMENT_FILTERS, METADATA_LEVEL, HOME)
+    one_of = ((ONE_FOLDER_UUID.name, ONE_FOLDER_UNIQUE_ID.name),)
 
     def select(self, ctx: QueryContext) -> None:
-        folders = ctx.fetch_ids(by_uuid_or_unique_id(ctx, ObjectKind.FOLDER, FOLDER_UUID, FOLDER_UNIQUE_ID))
+        folders = ctx.fetch_ids(by_uuid_or_unique_id(ctx, ObjectKind.FOLDER, ONE_FOLDER_UUID, ONE_FOLDER_UNIQUE_ID))
         if not folders:
             return
         documents = ctx.fetch_ids(members_of(folders, ObjectKind.DOCUMENT_ENTRY)
@@ -112,6 +127,7 @@ class GetFoldersForDocument(StoredQueryHandler):
 
     query_id = StoredQueryId.GET_FOLDERS_FOR_DOCUMENT
     parameters = (ONE_DOC_UUID, ONE_DOC_UNIQUE_ID, HOME)
+    one_of = ((ONE_DOC_UUID.name, ONE_DOC_UNIQUE_ID.name),)
 
     def select(self, ctx: QueryContext) -> None:
         documents = list(ctx.session.scalars(
@@ -135,6 +151,7 @@ class GetRelatedDocuments(StoredQueryHandler):
     query_id = StoredQueryId.GET_RELATED_DOCUMENTS
     parameters = (ONE_DOC_UUID, ONE_DOC_UNIQUE_ID,
                   Param("$AssociationTypes", Kind.ASSOCIATION_TYPE, required=True), METADATA_LEVEL, HOME)
+    one_of = ((ONE_DOC_UUID.name, ONE_DOC_UNIQUE_ID.name),)
 
     def select(self, ctx: QueryContext) -> None:
         relationships = {r.value for r in RELATIONSHIP_TYPES}

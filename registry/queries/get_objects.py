@@ -29,15 +29,19 @@ UUIDS = Param("$uuid", Kind.UUID, required=True)
 
 def by_uuid_or_unique_id(ctx: QueryContext, kind: ObjectKind, uuid_param: Param, unique_param: Param
                          ) -> Select[str]:
-    """Objects of `kind` named by exactly one of the two parameters (XDSStoredQueryParamNumber if both)."""
-    given = ctx.params.exactly_one_of(uuid_param.name, unique_param.name)
-    column = R.id if given == uuid_param.name else R.unique_id
-    return ids_of(kind).where(column.in_(ctx.params.values(given)))
+    """Objects of `kind` named by entryUUID or by uniqueId, whichever of the two parameters is given.
+
+    The handler declares the pair in `one_of`, so exactly one of them is present here.
+    """
+    by_uuid = ctx.params.has(uuid_param.name)
+    column = R.id if by_uuid else R.unique_id
+    return ids_of(kind).where(column.in_(ctx.params.values(uuid_param.name if by_uuid else unique_param.name)))
 
 
 class GetDocuments(StoredQueryHandler):
     query_id = StoredQueryId.GET_DOCUMENTS
     parameters = (DOC_UUID, DOC_UNIQUE_ID, METADATA_LEVEL, HOME)
+    one_of = ((DOC_UUID.name, DOC_UNIQUE_ID.name),)
 
     def select(self, ctx: QueryContext) -> None:
         ctx.fetch_ids(by_uuid_or_unique_id(ctx, ObjectKind.DOCUMENT_ENTRY, DOC_UUID, DOC_UNIQUE_ID))
@@ -46,6 +50,7 @@ class GetDocuments(StoredQueryHandler):
 class GetFolders(StoredQueryHandler):
     query_id = StoredQueryId.GET_FOLDERS
     parameters = (FOLDER_UUID, FOLDER_UNIQUE_ID, HOME)
+    one_of = ((FOLDER_UUID.name, FOLDER_UNIQUE_ID.name),)
 
     def select(self, ctx: QueryContext) -> None:
         ctx.fetch_ids(by_uuid_or_unique_id(ctx, ObjectKind.FOLDER, FOLDER_UUID, FOLDER_UNIQUE_ID))
@@ -66,6 +71,7 @@ class GetDocumentsAndAssociations(StoredQueryHandler):
 
     query_id = StoredQueryId.GET_DOCUMENTS_AND_ASSOCIATIONS
     parameters = (DOC_UUID, DOC_UNIQUE_ID, METADATA_LEVEL, HOME)
+    one_of = ((DOC_UUID.name, DOC_UNIQUE_ID.name),)
 
     def select(self, ctx: QueryContext) -> None:
         documents = ctx.fetch_ids(by_uuid_or_unique_id(ctx, ObjectKind.DOCUMENT_ENTRY, DOC_UUID, DOC_UNIQUE_ID))

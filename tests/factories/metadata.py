@@ -16,25 +16,23 @@ from dataclasses import replace
 
 from lxml import etree
 
+from registry.builders import folder as build_folder
 from registry.builders import (
     DocumentSpec,
     document_entry,
     has_member,
-    new_id,
     relationship,
     submission_set,
 )
 from registry.ebrim import render_submit_objects_request
 from registry.model import (
     Association,
-    Classification,
     Code,
-    ExternalIdentifier,
     ExtrinsicObject,
     RegistryPackage,
     SubmitObjectsRequest,
 )
-from registry.vocabulary import ON_DEMAND_DOCUMENT_ENTRY, AssociationType, FolderScheme
+from registry.vocabulary import ON_DEMAND_DOCUMENT_ENTRY, AssociationType
 
 PATIENT = "PAT-1^^^&1.3.6.1.4.1.21367.2026.7&ISO"
 OTHER_PATIENT = "PAT-2^^^&1.3.6.1.4.1.21367.2026.7&ISO"
@@ -58,20 +56,8 @@ def document(patient_id: str = PATIENT, **changes: object) -> ExtrinsicObject:
 
 def folder(patient_id: str = PATIENT, codes: tuple[Code, ...] = (Code("RAD", "1.2.3.99", "Radiology"),),
            title: str = "Imaging") -> RegistryPackage:
-    """An XDSFolder (ITI TF-3 4.2.3.4): uniqueId, patientId, codeList, node classification."""
-    fid = new_id()
-    package = RegistryPackage(id=fid, name=title)
-    package.classifications = [
-        *[Classification(id=new_id(), classified_object=fid, scheme=FolderScheme.CODE_LIST.value,
-                         node_representation=c.code, name=c.display, slots={"codingScheme": [c.scheme]})
-          for c in codes],
-        Classification(id=new_id(), classified_object=fid, node=FolderScheme.NODE.value),
-    ]
-    package.external_identifiers = [
-        ExternalIdentifier(new_id(), fid, FolderScheme.UNIQUE_ID.value, unique_oid(), "XDSFolder.uniqueId"),
-        ExternalIdentifier(new_id(), fid, FolderScheme.PATIENT_ID.value, patient_id, "XDSFolder.patientId"),
-    ]
-    return package
+    """An XDSFolder (ITI TF-3 4.2.3.4) with a fresh uniqueId."""
+    return build_folder(unique_oid(), patient_id, codes, title)
 
 
 def submission(patient_id: str = PATIENT, documents: int = 1, folders: int = 0,

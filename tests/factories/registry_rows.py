@@ -24,13 +24,12 @@ from typing import Any
 from hub.db import Database
 from hub.security.identity import Caller
 from hub.settings import Settings
-from registry.builders import DocumentSpec, document_entry, has_member, new_id, relationship, submission_set
+from registry.builders import DocumentSpec, document_entry, has_member, relationship, submission_set
+from registry.builders import folder as build_folder
 from registry.model import (
     AnyObject,
     Association,
-    Classification,
     Code,
-    ExternalIdentifier,
     ExtrinsicObject,
     RegistryPackage,
     StoredQuery,
@@ -40,7 +39,6 @@ from registry.transactions.iti18_query import QueryResult, run_stored_query
 from registry.vocabulary import (
     AssociationType,
     AvailabilityStatus,
-    FolderScheme,
     ReturnType,
     StoredQueryId,
     SubmissionSetScheme,
@@ -94,20 +92,8 @@ def document_object(patient_id: str = PATIENT, **changes: object) -> ExtrinsicOb
 
 def folder_object(patient_id: str = PATIENT, codes: Sequence[Code] = (Code("RAD", "1.2.3.99", "Radiology"),),
                   last_update_time: str = "20260115093000") -> RegistryPackage:
-    """An XDSFolder (ITI TF-3 4.2.3.4): uniqueId, patientId, codeList, lastUpdateTime, node."""
-    fid = new_id()
-    package = RegistryPackage(id=fid, name="Imaging", slots={"lastUpdateTime": [last_update_time]})
-    package.classifications = [
-        *[Classification(id=new_id(), classified_object=fid, scheme=FolderScheme.CODE_LIST.value,
-                         node_representation=c.code, name=c.display, slots={"codingScheme": [c.scheme]})
-          for c in codes],
-        Classification(id=new_id(), classified_object=fid, node=FolderScheme.NODE.value),
-    ]
-    package.external_identifiers = [
-        ExternalIdentifier(new_id(), fid, FolderScheme.UNIQUE_ID.value, unique_oid(), "XDSFolder.uniqueId"),
-        ExternalIdentifier(new_id(), fid, FolderScheme.PATIENT_ID.value, patient_id, "XDSFolder.patientId"),
-    ]
-    return package
+    """An XDSFolder (ITI TF-3 4.2.3.4) as stored: with its lastUpdateTime."""
+    return build_folder(unique_oid(), patient_id, tuple(codes), last_update_time=last_update_time)
 
 
 def submission_set_object(patient_id: str = PATIENT, submission_time: str = "20260115093000",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 00:38:37.704219
+Create Date: 2026-11-29 01:47:11.225359
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_registry_objects_submission_time'), ['submission_time'], unique=False)
         batch_op.create_index(batch_op.f('ix_registry_objects_submitter_org_id'), ['submitter_org_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_registry_objects_target_object'), ['target_object'], unique=False)
+        batch_op.create_index(batch_op.f('ix_registry_objects_unique_id'), ['unique_id'], unique=False)
 
     op.create_table('registry_codes',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -127,6 +128,7 @@ def downgrade() -> None:
 
     op.drop_table('registry_codes')
     with op.batch_alter_table('registry_objects', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_registry_objects_unique_id'))
         batch_op.drop_index(batch_op.f('ix_registry_objects_target_object'))
         batch_op.drop_index(batch_op.f('ix_registry_objects_submitter_org_id'))
         batch_op.drop_index(batch_op.f('ix_registry_objects_submission_time'))

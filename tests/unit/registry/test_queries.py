@@ -50,7 +50,7 @@ def query(database: Database, caller: Caller, settings: Settings) -> Callable[..
     return run
 
 
-def find(patient: str = PATIENT, **extra: object) -> dict[str, object]:
+def find(patient: str = PATIENT, /, **extra: object) -> dict[str, object]:
     return {"$XDSDocumentEntryPatientId": f"'{patient}'", "$XDSDocumentEntryStatus": APPROVED, **extra}
 
 

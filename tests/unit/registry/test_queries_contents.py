@@ -73,6 +73,20 @@ def test_get_all(reg: RegistryRows, record: Record) -> None:
     assert [o.id for o in leaf] == reg.refs(query, base)
 
 
+def test_get_all_returns_set_links_to_folder_links(reg: RegistryRows, record: Record) -> None:
+    """A later set that files a document into the folder holds the folder link: GetAll returns
+    that HasMember (association to association) with everything else of the patient."""
+    addendum = reg.document()
+    later, [to_addendum] = reg.submission(addendum)
+    filing = reg.member(record.folder.id, addendum.id)
+    to_filing = reg.member(later.id, filing.id)
+    found = reg.refs(StoredQueryId.GET_ALL, {
+        "$patientId": quoted(PATIENT), "$XDSDocumentEntryStatus": quoted(APPROVED),
+        "$XDSSubmissionSetStatus": quoted(APPROVED), "$XDSFolderStatus": quoted(APPROVED)})
+    assert {later.id, addendum.id, to_addendum.id, filing.id, to_filing.id} <= set(found)
+    assert found[-1] == to_filing.id
+
+
 def test_get_all_entry_type(reg: RegistryRows) -> None:
     stable, on_demand = reg.document(), reg.document(object_type=ON_DEMAND_DOCUMENT_ENTRY)
     base = {"$patientId": quoted(PATIENT), "$XDSDocumentEntryStatus": quoted(APPROVED),

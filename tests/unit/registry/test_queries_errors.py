@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from hub.db import Database
 from hub.errors import (
@@ -111,6 +113,11 @@ PARAM_NUMBER = [
     (Q.FIND_SUBMISSION_SETS, {**SETS, "$XDSSubmissionSetAuthorPerson": quoted("%a%", "%b%")}),
     (Q.GET_ALL, {**ALL, "$patientId": quoted(PATIENT, PATIENT)}),
     (Q.GET_FOLDERS_FOR_DOCUMENT, {"$XDSDocumentEntryEntryUUID": "('urn:uuid:a', 'urn:uuid:b')"}),
+    (Q.GET_RELATED_DOCUMENTS, {"$XDSDocumentEntryUniqueId": "('1.2', '1.3')", "$AssociationTypes": RPLC}),
+    (Q.GET_SUBMISSION_SET_AND_CONTENTS, {"$XDSSubmissionSetEntryUUID": "('urn:uuid:a', 'urn:uuid:b')"}),
+    (Q.GET_SUBMISSION_SET_AND_CONTENTS, {"$XDSSubmissionSetUniqueId": "('1.2', '1.3')"}),
+    (Q.GET_FOLDER_AND_CONTENTS, {"$XDSFolderEntryUUID": "('urn:uuid:a', 'urn:uuid:b')"}),
+    (Q.GET_FOLDER_AND_CONTENTS, {"$XDSFolderUniqueId": "('1.2', '1.3')"}),
 ]
 
 
@@ -120,6 +127,25 @@ def test_parameter_number(reg: RegistryRows, query: StoredQueryId, params: RawPa
     with pytest.raises(StoredQueryParamNumber) as info:
         reg.refs(query, params)
     assert info.value.code.value == "XDSStoredQueryParamNumber"
+
+
+def test_parameter_errors_come_before_any_sql(reg: RegistryRows, database: Database) -> None:
+    """Multiplicity and exclusivity are checked on the declared parameters, not by running SQL."""
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        with pytest.raises(StoredQueryParamNumber):      # both uuid and uniqueId
+            reg.refs(Q.GET_RELATED_DOCUMENTS, {"$XDSDocumentEntryEntryUUID": UUID_A,
+                                               "$XDSDocumentEntryUniqueId": "'1.2'", "$AssociationTypes": RPLC})
+        with pytest.raises(StoredQueryMissingParam):     # neither
+            reg.refs(Q.GET_RELATED_DOCUMENTS, {"$AssociationTypes": RPLC})
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+    assert not [s for s in statements if "registry_objects" in s]
 
 
 METADATA = {

@@ -154,6 +154,7 @@ def test_service_time_ranges(reg: RegistryRows, slot: str) -> None:
         ("%^Curie^%", {"curie", "pierre"}),
         ("^Curie^_arie%", {"curie"}),            # _ is one character
         ("^Curie^Marie^^^Dr", {"curie"}),        # no wildcard: exact
+        ("%house%", {"house"}),                  # case does not matter, on SQLite and PostgreSQL alike
         ("%Nobody%", set()),
     ],
 )

@@ -48,12 +48,30 @@ def test_associations_need_both_ends_visible(reg: RegistryRows) -> None:
     assert reg.refs(StoredQueryId.GET_RELATED_DOCUMENTS, related, as_b=True) == []
 
 
-def test_submission_set_links_follow_the_set(reg: RegistryRows) -> None:
-    """A visible set's HasMember needs only the set (and the association row) to be visible."""
-    doc = reg.document()
-    ss, [link] = reg.submission(doc)
+def test_submission_set_links_follow_their_member(reg: RegistryRows) -> None:
+    """A visible set's HasMember to a restricted document is hidden with the document: the
+    link would otherwise hand out the restricted entry's entryUUID."""
+    doc, secret = reg.document(), reg.document(restricted=True)
+    ss, [link, secret_link] = reg.submission(doc, secret)     # both links stored unrestricted
+    assert reg.refs(StoredQueryId.GET_ASSOCIATIONS, {"$uuid": quoted(ss.id)}) == [link.id, secret_link.id]
     assert reg.refs(StoredQueryId.GET_ASSOCIATIONS, {"$uuid": quoted(ss.id)}, as_b=True) == [link.id]
     assert reg.refs(StoredQueryId.GET_SUBMISSION_SETS, {"$uuid": quoted(doc.id)}, as_b=True) == [ss.id, link.id]
+    assert reg.refs(StoredQueryId.GET_SUBMISSION_SETS, {"$uuid": quoted(secret.id)}) == [ss.id, secret_link.id]
+
+
+def test_links_to_hidden_links_are_hidden(reg: RegistryRows) -> None:
+    """A set's HasMember to a folder link is an association whose target is an association:
+    when the folder link hides (restricted document), the set's link to it hides too."""
+    folder, secret = reg.folder(), reg.document(restricted=True)
+    ss, _ = reg.submission(folder, secret)
+    filing = reg.member(folder.id, secret.id, restricted=True)
+    to_filing = reg.member(ss.id, filing.id)                   # stored unrestricted on purpose
+    assert reg.refs(StoredQueryId.GET_ASSOCIATIONS, {"$uuid": quoted(filing.id)}) == [to_filing.id]
+    assert reg.refs(StoredQueryId.GET_ASSOCIATIONS, {"$uuid": quoted(filing.id)}, as_b=True) == []
+    contents = {"$XDSSubmissionSetEntryUUID": quoted(ss.id)}
+    assert to_filing.id in reg.refs(StoredQueryId.GET_SUBMISSION_SET_AND_CONTENTS, contents)
+    assert not {filing.id, to_filing.id, secret.id} & set(
+        reg.refs(StoredQueryId.GET_SUBMISSION_SET_AND_CONTENTS, contents, as_b=True))
 
 
 def test_contents_queries_hide_restricted_members(reg: RegistryRows) -> None:
