@@ -28,37 +28,43 @@ from hub.db import Base
 
 
 class RegistryObjectRow(Base):
-    """A DocumentEntry, SubmissionSet, Folder or Association."""
+    """A DocumentEntry, SubmissionSet, Folder or Association.
+
+    Indexes are the few every stored query starts from: the patient (with kind
+    and status), the uniqueId, and the two ends of associations. The other
+    filters (times, codes, status) narrow one patient's rows and need none;
+    every further index is paid for on each registration (bench/README.md).
+    """
 
     __tablename__ = "registry_objects"
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)  # entryUUID (urn:uuid:...)
-    kind: Mapped[str] = mapped_column(String(16), index=True)        # registry.vocabulary.ObjectKind
+    kind: Mapped[str] = mapped_column(String(16))        # registry.vocabulary.ObjectKind
     object_type: Mapped[str] = mapped_column(String(128))
     unique_id: Mapped[str | None] = mapped_column(String(128), index=True)  # uniqueId look-ups of any kind
-    lid: Mapped[str | None] = mapped_column(String(128), index=True)
+    lid: Mapped[str | None] = mapped_column(String(128))
     version: Mapped[int] = mapped_column(Integer, default=1)
-    status: Mapped[str] = mapped_column(String(64), index=True)
-    patient_id: Mapped[str | None] = mapped_column(String(256), index=True)
+    status: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str | None] = mapped_column(String(256))
     home: Mapped[str | None] = mapped_column(String(128))
     # Which organisation submitted it, and whether only that organisation may see it.
-    submitter_org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    submitter_org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
     restricted: Mapped[bool] = mapped_column(Boolean, default=False)
     # DocumentEntry
     mime_type: Mapped[str | None] = mapped_column(String(128))
-    creation_time: Mapped[str | None] = mapped_column(String(14), index=True)        # HL7 DTM, padded
-    service_start_time: Mapped[str | None] = mapped_column(String(14), index=True)
-    service_stop_time: Mapped[str | None] = mapped_column(String(14), index=True)
+    creation_time: Mapped[str | None] = mapped_column(String(14))        # HL7 DTM, padded
+    service_start_time: Mapped[str | None] = mapped_column(String(14))
+    service_stop_time: Mapped[str | None] = mapped_column(String(14))
     hash: Mapped[str | None] = mapped_column(String(40))
     size: Mapped[int | None] = mapped_column(BigInteger)
     repository_unique_id: Mapped[str | None] = mapped_column(String(128))
     # SubmissionSet
-    submission_time: Mapped[str | None] = mapped_column(String(14), index=True)
-    source_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    submission_time: Mapped[str | None] = mapped_column(String(14))
+    source_id: Mapped[str | None] = mapped_column(String(128))
     # Folder
-    last_update_time: Mapped[str | None] = mapped_column(String(14), index=True)
+    last_update_time: Mapped[str | None] = mapped_column(String(14))
     # Association
-    association_type: Mapped[str | None] = mapped_column(String(128), index=True)
+    association_type: Mapped[str | None] = mapped_column(String(128))
     source_object: Mapped[str | None] = mapped_column(String(128), index=True)
     target_object: Mapped[str | None] = mapped_column(String(128), index=True)
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 01:47:11.225359
+Create Date: 2026-11-29 02:00:54.418155
 """
 
 from __future__ import annotations
@@ -87,20 +87,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('kind', 'unique_id', name='uq_registry_objects_kind_unique_id')
     )
     with op.batch_alter_table('registry_objects', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_registry_objects_association_type'), ['association_type'], unique=False)
-        batch_op.create_index(batch_op.f('ix_registry_objects_creation_time'), ['creation_time'], unique=False)
-        batch_op.create_index(batch_op.f('ix_registry_objects_kind'), ['kind'], unique=False)
-        batch_op.create_index(batch_op.f('ix_registry_objects_last_update_time'), ['last_update_time'], unique=False)
-        batch_op.create_index(batch_op.f('ix_registry_objects_lid'), ['lid'], unique=False)
-        batch_op.create_index(batch_op.f('ix_registry_objects_patient_id'), ['patient_id'], unique=False)
         batch_op.create_index('ix_registry_objects_patient_kind_status', ['patient_id', 'kind', 'status'], unique=False)
-        batch_op.create_index(batch_op.f('ix_registry_objects_service_start_time'), ['service_start_time'], unique=False)
-        batch_op.create_index(batch_op.f('ix_registry_objects_service_stop_time'), ['service_stop_time'], unique=False)
-        batch_op.create_index(batch_op.f('ix_registry_objects_source_id'), ['source_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_registry_objects_source_object'), ['source_object'], unique=False)
-        batch_op.create_index(batch_op.f('ix_registry_objects_status'), ['status'], unique=False)
-        batch_op.create_index(batch_op.f('ix_registry_objects_submission_time'), ['submission_time'], unique=False)
-        batch_op.create_index(batch_op.f('ix_registry_objects_submitter_org_id'), ['submitter_org_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_registry_objects_target_object'), ['target_object'], unique=False)
         batch_op.create_index(batch_op.f('ix_registry_objects_unique_id'), ['unique_id'], unique=False)
 
@@ -130,20 +118,8 @@ def downgrade() -> None:
     with op.batch_alter_table('registry_objects', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_registry_objects_unique_id'))
         batch_op.drop_index(batch_op.f('ix_registry_objects_target_object'))
-        batch_op.drop_index(batch_op.f('ix_registry_objects_submitter_org_id'))
-        batch_op.drop_index(batch_op.f('ix_registry_objects_submission_time'))
-        batch_op.drop_index(batch_op.f('ix_registry_objects_status'))
         batch_op.drop_index(batch_op.f('ix_registry_objects_source_object'))
-        batch_op.drop_index(batch_op.f('ix_registry_objects_source_id'))
-        batch_op.drop_index(batch_op.f('ix_registry_objects_service_stop_time'))
-        batch_op.drop_index(batch_op.f('ix_registry_objects_service_start_time'))
         batch_op.drop_index('ix_registry_objects_patient_kind_status')
-        batch_op.drop_index(batch_op.f('ix_registry_objects_patient_id'))
-        batch_op.drop_index(batch_op.f('ix_registry_objects_lid'))
-        batch_op.drop_index(batch_op.f('ix_registry_objects_last_update_time'))
-        batch_op.drop_index(batch_op.f('ix_registry_objects_kind'))
-        batch_op.drop_index(batch_op.f('ix_registry_objects_creation_time'))
-        batch_op.drop_index(batch_op.f('ix_registry_objects_association_type'))
 
     op.drop_table('registry_objects')
     with op.batch_alter_table('organisation_certificates', schema=None) as batch_op:
