@@ -46,6 +46,35 @@ APPROVED = AvailabilityStatus.APPROVED.value
 DEPRECATED = AvailabilityStatus.DEPRECATED.value
 
 
+def race(database: Database, caller: Caller, settings: Settings, first: SubmitObjectsRequest,
+         second: SubmitObjectsRequest) -> dict[str, str]:
+    """Register `first`, and `second` while first's transaction is still open; report each outcome."""
+    flushed, outcomes = threading.Event(), {}
+
+    def winner() -> None:
+        with database.session() as session:
+            register_document_set(session, first, caller, settings, now=NOW)
+            flushed.set()
+            time.sleep(0.5)            # the loser now waits on first's locks or unique index entries
+        outcomes["first"] = "registered"
+
+    def loser() -> None:
+        flushed.wait(10)
+        try:
+            with database.session() as session:
+                register_document_set(session, second, caller, settings, now=NOW)
+            outcomes["second"] = "registered"
+        except XdsErrorList as exc:
+            outcomes["second"] = exc.errors[0].code.value
+
+    threads = [threading.Thread(target=winner), threading.Thread(target=loser)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return outcomes
+
+
 def row(database: Database, ident: str) -> RegistryObjectRow:
     with database.session() as session:
         found = session.get(RegistryObjectRow, ident)
@@ -396,29 +425,8 @@ def test_concurrent_replacements_of_one_entry(database: Database, register: Regi
     register(original)
     old = original.document_entries[0].id
     first, second = replacement(old)[0], replacement(old)[0]
-    flushed, outcomes = threading.Event(), {}
 
-    def winner() -> None:
-        with database.session() as session:
-            register_document_set(session, first, caller, settings, now=NOW)
-            flushed.set()
-            time.sleep(0.5)            # the loser now waits for the lock on the replaced entry
-        outcomes["first"] = "registered"
-
-    def loser() -> None:
-        flushed.wait(10)
-        try:
-            with database.session() as session:
-                register_document_set(session, second, caller, settings, now=NOW)
-            outcomes["second"] = "registered"
-        except XdsErrorList as exc:
-            outcomes["second"] = exc.errors[0].code.value
-
-    threads = [threading.Thread(target=winner), threading.Thread(target=loser)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    outcomes = race(database, caller, settings, first, second)
     assert outcomes == {"first": "registered", "second": ErrorCode.DEPRECATED_DOCUMENT.value}
     assert row(database, old).status == DEPRECATED
 
@@ -430,29 +438,8 @@ def test_concurrent_submissions_of_one_unique_id(database: Database, caller: Cal
         pytest.skip("concurrency is settled by PostgreSQL's unique index; SQLite serialises writers")
     first, second = submission(), submission()
     second.document_entries[0].external_identifiers[1].value = first.document_entries[0].unique_id or ""
-    flushed, outcomes = threading.Event(), {}
 
-    def winner() -> None:
-        with database.session() as session:
-            register_document_set(session, first, caller, settings, now=NOW)
-            flushed.set()
-            time.sleep(0.5)            # the loser is now blocked on the unique index
-        outcomes["first"] = "registered"
-
-    def loser() -> None:
-        flushed.wait(10)
-        try:
-            with database.session() as session:
-                register_document_set(session, second, caller, settings, now=NOW)
-            outcomes["second"] = "registered"
-        except XdsErrorList as exc:
-            outcomes["second"] = exc.errors[0].code.value
-
-    threads = [threading.Thread(target=winner), threading.Thread(target=loser)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    outcomes = race(database, caller, settings, first, second)
     assert outcomes == {"first": "registered", "second": ErrorCode.DUPLICATE_UNIQUE_ID_IN_REGISTRY.value}
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(RegistryObjectRow).where(
