@@ -11,8 +11,8 @@ import logging
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from hub.soap.faults import bearer_challenge
 from hub.errors import AuthenticationFault, AuthorizationFault, SoapFault, XdsError, XdsErrorList
+from hub.soap.faults import bearer_challenge
 
 log = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 import hub.tables  # noqa: F401  (registers the tables on Base.metadata)
 import registry.tables  # noqa: F401
 from hub.db import Base, make_engine

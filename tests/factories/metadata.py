@@ -16,7 +16,6 @@ from dataclasses import replace
 
 from lxml import etree
 
-from registry.builders import folder as build_folder
 from registry.builders import (
     DocumentSpec,
     document_entry,
@@ -24,6 +23,7 @@ from registry.builders import (
     relationship,
     submission_set,
 )
+from registry.builders import folder as build_folder
 from registry.ebrim import render_submit_objects_request
 from registry.model import (
     Association,

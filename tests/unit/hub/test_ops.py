@@ -62,7 +62,7 @@ def test_metrics_count_transactions_by_outcome(app: Flask) -> None:
 def test_request_id_is_echoed_or_made(app: Flask) -> None:
     client = app.test_client()
     assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
-    made = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces and ; semicolons"}).headers["X-Request-ID"]
+    made = client.get("/healthz", headers={"X-Request-ID": "bad id; with spaces"}).headers["X-Request-ID"]
     assert len(made) == 32 and " " not in made
 
 
