@@ -55,7 +55,8 @@ class PeerCertificateWorker(ThreadWorker):  # type: ignore[misc]
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        self.wsgi = PeerCertificateMiddleware(self.wsgi)
+        application: WSGIApp = self.wsgi  # type: ignore[has-type]  # set by gunicorn
+        self.wsgi = PeerCertificateMiddleware(application)
 
     def handle_request(self, req: Any, conn: Any) -> Any:
         der: bytes | None = None

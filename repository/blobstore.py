@@ -1,0 +1,250 @@
+"""Content-addressed blob storage for the repository (DESIGN "Storage", CONVENTIONS 7).
+
+A blob is addressed by the SHA-256 of its bytes; its key is ``ab/cd/<64 hex>``
+(the first two byte pairs fan the blobs out over directories or S3 prefixes).
+``put`` streams the input in 1 MiB chunks and computes on the way the SHA-256
+(the address), the SHA-1 (the XDS ``hash`` slot, hex) and the size, so memory
+stays bounded whatever the document size. Storing the same bytes twice is
+idempotent: the second ``put`` answers the same ``StoredBlob`` and writes nothing.
+
+Backends, chosen by the storage URL's scheme (``open_blob_store``):
+
+- ``file:///abs/path`` -> ``FileBlobStore``: temp file in ``root/tmp``, fsync,
+  ``os.replace`` to the final name, fsync of the directory; a crash never leaves
+  a half-written blob under a real name.
+- ``s3://bucket/prefix?endpoint_url=...&region=...`` -> ``S3BlobStore``
+  (``repository.blobstore_s3``), credentials from boto3's usual chain.
+
+Errors: ``BlobStoreError`` is the base; ``BlobNotFound`` (unknown address, also a
+``KeyError``) and ``BlobTooLarge`` (``max_bytes`` exceeded, nothing kept). A
+malformed address raises ``ValueError`` before any filesystem or S3 access.
+Mapping to IHE error codes happens at the transaction boundary, not here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+from urllib.parse import parse_qs, unquote, urlparse
+from urllib.request import url2pathname
+
+CHUNK_SIZE = 1024 * 1024
+TMP_DIR = "tmp"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+__all__ = [
+    "CHUNK_SIZE",
+    "BlobNotFound",
+    "BlobStore",
+    "BlobStoreError",
+    "BlobTooLarge",
+    "FileBlobStore",
+    "StoredBlob",
+    "blob_key",
+    "copy_hashing",
+    "open_blob_store",
+    "validate_sha256",
+]
+
+
+class BlobStoreError(Exception):
+    """Base of the blob storage errors."""
+
+
+class BlobNotFound(BlobStoreError, KeyError):
+    """No blob has this address."""
+
+    def __init__(self, sha256: str) -> None:
+        super().__init__(sha256)
+        self.sha256 = sha256
+
+    def __str__(self) -> str:
+        return f"no blob with sha256 {self.sha256}"
+
+
+class BlobTooLarge(BlobStoreError):
+    """The stream is longer than the ``max_bytes`` allowed; nothing was stored."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"blob exceeds the limit of {max_bytes} bytes")
+        self.max_bytes = max_bytes
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    sha256: str  # hex, the address
+    sha1: str  # hex, the XDS DocumentEntry.hash
+    size: int  # bytes, the XDS DocumentEntry.size
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    def put(self, stream: BinaryIO, max_bytes: int | None = None) -> StoredBlob: ...
+
+    def open(self, sha256: str) -> BinaryIO: ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def delete(self, sha256: str) -> None: ...
+
+    def size(self, sha256: str) -> int: ...
+
+    def check(self) -> None: ...
+
+
+def validate_sha256(sha256: object) -> str:
+    """Answer ``sha256`` if it is exactly 64 lowercase hex digits, else raise ValueError."""
+    if not isinstance(sha256, str) or _SHA256.fullmatch(sha256) is None:
+        raise ValueError(f"not a blob address (64 lowercase hex digits): {sha256!r:.80}")
+    return sha256
+
+
+def blob_key(sha256: str) -> str:
+    """The relative key of a blob: ``ab/cd/<hex>``."""
+    validate_sha256(sha256)
+    return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+def copy_hashing(stream: BinaryIO, sink: BinaryIO, max_bytes: int | None = None) -> StoredBlob:
+    """Copy ``stream`` to ``sink`` in CHUNK_SIZE pieces, hashing and counting on the way."""
+    sha256, sha1, size = hashlib.sha256(), hashlib.sha1(), 0
+    while True:
+        chunk = stream.read(CHUNK_SIZE)
+        if not chunk:
+            break
+        size += len(chunk)
+        if max_bytes is not None and size > max_bytes:
+            raise BlobTooLarge(max_bytes)
+        sha256.update(chunk)
+        sha1.update(chunk)
+        sink.write(chunk)
+    return StoredBlob(sha256=sha256.hexdigest(), sha1=sha1.hexdigest(), size=size)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileBlobStore:
+    """Blobs as files under ``root/ab/cd/<hex>``; temporary files in ``root/tmp``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.tmp = self.root / TMP_DIR
+
+    def __repr__(self) -> str:
+        return f"FileBlobStore({str(self.root)!r})"
+
+    def path(self, sha256: str) -> Path:
+        return self.root / blob_key(sha256)
+
+    def put(self, stream: BinaryIO, max_bytes: int | None = None) -> StoredBlob:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="put-", suffix=".part")
+        temporary = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                blob = copy_hashing(stream, out, max_bytes)
+                out.flush()
+                os.fsync(out.fileno())
+            final = self.path(blob.sha256)
+            if final.is_file():
+                temporary.unlink()  # same bytes already stored: idempotent
+                return blob
+            self._make_parents(final)
+            os.replace(temporary, final)
+            _fsync_dir(final.parent)
+            return blob
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+
+    def _make_parents(self, final: Path) -> None:
+        """Create ``ab/cd`` durably: each new directory is fsynced into its parent."""
+        for directory in (final.parent.parent, final.parent):
+            if not directory.is_dir():
+                directory.mkdir(exist_ok=True)
+                _fsync_dir(directory.parent)
+
+    def open(self, sha256: str) -> BinaryIO:
+        try:
+            return self.path(sha256).open("rb")
+        except FileNotFoundError:
+            raise BlobNotFound(sha256) from None
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def delete(self, sha256: str) -> None:
+        """Remove a blob; deleting an absent blob is not an error (idempotent)."""
+        path = self.path(sha256)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        _fsync_dir(path.parent)
+
+    def size(self, sha256: str) -> int:
+        try:
+            return self.path(sha256).stat().st_size
+        except FileNotFoundError:
+            raise BlobNotFound(sha256) from None
+
+    def check(self) -> None:
+        """Raise OSError unless a file can be created, synced and removed under root."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=self.tmp, prefix="check-") as probe:
+            probe.write(b"ok")
+            probe.flush()
+            os.fsync(probe.fileno())
+
+    def sweep_temporary(self, older_than_seconds: float) -> int:
+        """Remove temporary files abandoned (not modified) for longer than given; answer the count."""
+        if not self.tmp.is_dir():
+            return 0
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for entry in self.tmp.iterdir():
+            try:
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # removed concurrently
+        return removed
+
+
+def open_blob_store(storage_url: str) -> BlobStore:
+    """The backend a storage URL names: ``file:///abs/path`` or ``s3://bucket/prefix?...``."""
+    parsed = urlparse(storage_url)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"file storage URL must name a local absolute path: {storage_url!r}")
+        path = Path(url2pathname(parsed.path))
+        if not path.is_absolute() or parsed.query:
+            raise ValueError(f"file storage URL must be file:///absolute/path: {storage_url!r}")
+        return FileBlobStore(path)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"S3 storage URL must name a bucket (s3://bucket/prefix): {storage_url!r}")
+        params = {key: values[-1] for key, values in parse_qs(parsed.query, strict_parsing=False).items()}
+        unknown = set(params) - {"endpoint_url", "region"}
+        if unknown:
+            raise ValueError(f"unknown S3 storage URL parameter(s) {sorted(unknown)}; "
+                             "accepted: endpoint_url, region")
+        from repository.blobstore_s3 import S3BlobStore, make_client
+
+        client = make_client(endpoint_url=params.get("endpoint_url"), region=params.get("region"))
+        return S3BlobStore(bucket=parsed.netloc, prefix=unquote(parsed.path).strip("/"), client=client)
+    raise ValueError(f"unsupported storage URL scheme {parsed.scheme!r} in {storage_url!r}; "
+                     "expected file:///absolute/path or s3://bucket/prefix")
