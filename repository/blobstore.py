@@ -16,7 +16,8 @@ Backends, chosen by the storage URL's scheme (``open_blob_store``):
   (``repository.blobstore_s3``), credentials from boto3's usual chain.
 
 Errors: ``BlobStoreError`` is the base; ``BlobNotFound`` (unknown address, also a
-``KeyError``) and ``BlobTooLarge`` (``max_bytes`` exceeded, nothing kept). A
+``KeyError``), ``BlobTooLarge`` (``max_bytes`` exceeded, nothing kept) and
+``StorageUnavailable`` (``check`` failed; also an ``OSError``). A
 malformed address raises ``ValueError`` before any filesystem or S3 access.
 Mapping to IHE error codes happens at the transaction boundary, not here.
 """
@@ -45,6 +46,7 @@ __all__ = [
     "BlobStoreError",
     "BlobTooLarge",
     "FileBlobStore",
+    "StorageUnavailable",
     "StoredBlob",
     "blob_key",
     "copy_hashing",
@@ -74,6 +76,10 @@ class BlobTooLarge(BlobStoreError):
     def __init__(self, max_bytes: int) -> None:
         super().__init__(f"blob exceeds the limit of {max_bytes} bytes")
         self.max_bytes = max_bytes
+
+
+class StorageUnavailable(BlobStoreError, OSError):
+    """``check`` failed: the backend cannot store blobs now (an OSError for readiness probes)."""
 
 
 @dataclass(frozen=True)
