@@ -11,11 +11,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-from pathlib import Path
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 from flask import Blueprint, Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -49,14 +45,10 @@ def healthz() -> Response:
 
 
 def storage_writable(storage_url: str) -> None:
-    """Raise unless a file can be created in a file:// storage location."""
-    parsed = urlparse(storage_url)
-    if parsed.scheme != "file":
-        return  # other backends check themselves (repository issue)
-    folder = Path(url2pathname(parsed.path))
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".readyz-"):
-        pass
+    """Raise (OSError, or ValueError for a bad URL) unless the blob store can take a write."""
+    from repository.blobstore import open_blob_store
+
+    open_blob_store(storage_url).check()
 
 
 @blueprint.get("/readyz")
@@ -72,8 +64,8 @@ def readyz() -> tuple[Response, int]:
     try:
         storage_writable(get_settings().storage_url)
         checks["storage"] = "ok"
-    except OSError as exc:
-        checks["storage"] = f"unavailable: {exc.strerror or type(exc).__name__}"
+    except (OSError, ValueError) as exc:
+        checks["storage"] = f"unavailable: {getattr(exc, 'strerror', None) or type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
     return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503
 
