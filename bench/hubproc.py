@@ -6,10 +6,9 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import requests
+from hub.client import wait_until_healthy
 
 
 def free_port() -> int:
@@ -37,17 +36,10 @@ class HubProcess:
                "--port", str(self.port)]
         self.log = (self.data_dir / "serve.log").open("wb")
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        ca = str(self.data_dir / "pki" / "ca.crt")
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"xdshub serve exited; see {self.data_dir / 'serve.log'}")
-            try:
-                if requests.get(f"{self.url}/healthz", verify=ca, timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                time.sleep(0.3)
-        raise RuntimeError("xdshub serve did not become healthy within 60 s")
+        ca = self.data_dir / "pki" / "ca.crt"
+        if wait_until_healthy(self.url, ca, 60, alive=lambda: self.proc is not None and self.proc.poll() is None):
+            return self
+        raise RuntimeError(f"xdshub serve did not become healthy; see {self.data_dir / 'serve.log'}")
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:

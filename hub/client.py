@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,3 +83,21 @@ class HubClient:
             timeout=self.timeout,
         )
         return SoapAnswer(response.status_code, parse_xml(response.content))
+
+
+def wait_until_healthy(url: str, ca: Path | str, seconds: float = 60.0,
+                       alive: Callable[[], bool] = lambda: True) -> bool:
+    """Poll `url`/healthz over TLS (verified with `ca`) until it answers 200.
+
+    False when `seconds` pass or `alive()` turns false (the server process died).
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and alive():
+        try:
+            with requests.get(f"{url}/healthz", verify=str(ca), timeout=2) as response:
+                if response.status_code == 200:
+                    return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    return False

@@ -12,16 +12,14 @@ from __future__ import annotations
 import hashlib
 import sys
 import threading
-import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import requests
 from sqlalchemy import select
 
-from hub.client import HubClient
+from hub.client import HubClient, wait_until_healthy
 from hub.db import Database
 from hub.settings import Settings
 from hub.tables import Organisation
@@ -69,18 +67,6 @@ def ensure_organisations(settings: Settings) -> list[Path]:
     return bundles
 
 
-def _wait_until_healthy(url: str, ca: Path, seconds: float = 60) -> bool:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{url}/healthz", verify=str(ca), timeout=2).status_code == 200:
-                return True
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    return False
-
-
 def demo_submission(patient: str, title: str, modality: Code, source_oid: str,
                     repository_unique_id: str) -> SubmitObjectsRequest:
     now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -99,7 +85,7 @@ def seed(settings: Settings, bundles: list[Path], url: str) -> None:
     """Register the demo studies as the first organisation; find them as the second."""
     from registry.ebrim import render_adhoc_query_request, render_submit_objects_request
 
-    if not _wait_until_healthy(url, settings.path(settings.ca_cert)):
+    if not wait_until_healthy(url, settings.path(settings.ca_cert)):
         _say("demo: the server did not come up; nothing was registered")
         return
     source, consumer = HubClient(bundles[0], base_url=url), HubClient(bundles[1], base_url=url)

@@ -13,14 +13,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
 
+from hub.client import wait_until_healthy
 from hub.db import Database
 from hub.organisations import add_organisation, write_bundle
 from hub.settings import Settings
@@ -75,18 +74,9 @@ def register(settings: Settings, name: str, oid: str, folder: Path, scopes: list
 
 
 def _wait_healthy(url: str, ca: Path, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"xdshub serve exited with {process.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
-        try:
-            with requests.get(f"{url}/healthz", verify=str(ca), timeout=2) as response:
-                if response.status_code == 200:
-                    return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"xdshub serve did not answer within {STARTUP_SECONDS}s:\n{log.read_text(errors='replace')[-4000:]}")
+    if not wait_until_healthy(url, ca, STARTUP_SECONDS, alive=lambda: process.poll() is None):
+        pytest.fail(f"xdshub serve did not answer within {STARTUP_SECONDS}s (exit code {process.poll()}):\n"
+                    f"{log.read_text(errors='replace')[-4000:]}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

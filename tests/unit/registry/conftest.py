@@ -12,6 +12,7 @@ from hub.security.identity import Caller
 from hub.settings import Settings
 from registry.model import SubmitObjectsRequest
 from registry.transactions.iti42_register import register_document_set
+from tests.factories.registry_rows import RegistryRows
 
 NOW = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
 
@@ -37,3 +38,9 @@ def register(database: Database, caller: Caller, settings: Settings) -> Register
     return run
 
 
+
+
+@pytest.fixture
+def reg(database: Database, organisation_factory: Callable[..., int], settings: Settings) -> RegistryRows:
+    """Realistic registry rows stored directly, and queries run as organisation A or B."""
+    return RegistryRows.create(database, organisation_factory, settings)

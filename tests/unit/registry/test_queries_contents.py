@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
-from hub.db import Database
-from hub.settings import Settings
 from registry.model import Association, Code, ExtrinsicObject, RegistryPackage
 from registry.vocabulary import ON_DEMAND_DOCUMENT_ENTRY, AssociationType, StoredQueryId
 from tests.factories.registry_rows import (
@@ -27,9 +24,6 @@ NORMAL = Code("N", "2.16.840.1.113883.5.25", "Normal")
 LOW = Code("L", "2.16.840.1.113883.5.25", "Low")
 
 
-@pytest.fixture
-def reg(database: Database, organisation_factory: Callable[..., int], settings: Settings) -> RegistryRows:
-    return RegistryRows.create(database, organisation_factory, settings)
 
 
 @dataclass

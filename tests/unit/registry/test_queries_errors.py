@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from hub.errors import (
     UnknownStoredQuery,
     XdsError,
 )
-from hub.settings import Settings
 from registry.model import StoredQuery
 from registry.queries import HANDLERS
 from registry.transactions.iti18_query import run_stored_query
@@ -37,9 +35,6 @@ ALL = {"$patientId": PID, "$XDSDocumentEntryStatus": STATUS, "$XDSSubmissionSetS
        "$XDSFolderStatus": STATUS}
 
 
-@pytest.fixture
-def reg(database: Database, organisation_factory: Callable[..., int], settings: Settings) -> RegistryRows:
-    return RegistryRows.create(database, organisation_factory, settings)
 
 
 def without(params: RawParams, name: str) -> dict[str, str | list[str]]:

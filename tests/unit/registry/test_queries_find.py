@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from hub.db import Database
-from hub.settings import Settings
 from registry.model import Code
 from registry.vocabulary import ON_DEMAND_DOCUMENT_ENTRY, STABLE_DOCUMENT_ENTRY, StoredQueryId
 from tests.factories.registry_rows import (
@@ -31,9 +28,6 @@ VERY = Code("V", "2.16.840.1.113883.5.25", "Very restricted")
 IMAGES = Code("IMAGES", "1.3.6.1.4.1.19376.1.2.6.1", "Images")
 
 
-@pytest.fixture
-def reg(database: Database, organisation_factory: Callable[..., int], settings: Settings) -> RegistryRows:
-    return RegistryRows.create(database, organisation_factory, settings)
 
 
 def find(**extra: Any) -> dict[str, Any]:

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import pytest
-
-from hub.db import Database
-from hub.settings import Settings
 from registry.model import Association, RegistryPackage
 from registry.vocabulary import AssociationType, ObjectKind, StoredQueryId
 from tests.factories.registry_rows import DEPRECATED, RegistryRows, quoted
-
-
-@pytest.fixture
-def reg(database: Database, organisation_factory: Callable[..., int], settings: Settings) -> RegistryRows:
-    return RegistryRows.create(database, organisation_factory, settings)
 
 
 def test_get_documents_by_uuid_or_unique_id_whatever_the_status(reg: RegistryRows) -> None:

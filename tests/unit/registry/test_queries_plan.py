@@ -7,14 +7,11 @@ and SQLite (EXPLAIN QUERY PLAN).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import pytest
 from sqlalchemy import event, text
 
 from hub.db import Database
-from hub.settings import Settings
 from registry.store import insert_objects
 from registry.vocabulary import StoredQueryId
 from tests.factories.registry_rows import APPROVED, EPOCH, PATIENT, RegistryRows, document_object, quoted
@@ -22,9 +19,6 @@ from tests.factories.registry_rows import APPROVED, EPOCH, PATIENT, RegistryRows
 PATIENT_INDEXES = ("ix_registry_objects_patient_kind_status", "ix_registry_objects_patient_id")
 
 
-@pytest.fixture
-def reg(database: Database, organisation_factory: Callable[..., int], settings: Settings) -> RegistryRows:
-    return RegistryRows.create(database, organisation_factory, settings)
 
 
 def _captured_find_documents(reg: RegistryRows, database: Database) -> tuple[str, Any]:

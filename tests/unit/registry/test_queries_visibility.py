@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,7 +9,6 @@ from sqlalchemy import event
 
 from hub.db import Database
 from hub.errors import TooManyResults
-from hub.settings import Settings
 from registry.vocabulary import AssociationType, StoredQueryId
 from tests.factories.registry_rows import APPROVED, PATIENT, RegistryRows, quoted
 
@@ -19,9 +17,6 @@ GET_ALL = {"$patientId": quoted(PATIENT), "$XDSDocumentEntryStatus": quoted(APPR
            "$XDSSubmissionSetStatus": quoted(APPROVED), "$XDSFolderStatus": quoted(APPROVED)}
 
 
-@pytest.fixture
-def reg(database: Database, organisation_factory: Callable[..., int], settings: Settings) -> RegistryRows:
-    return RegistryRows.create(database, organisation_factory, settings)
 
 
 def test_restricted_document_only_for_its_submitter(reg: RegistryRows) -> None:
