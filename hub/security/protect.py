@@ -140,8 +140,13 @@ def verify_access_token(settings: Settings, token: str) -> dict[str, object]:
     return dict(decoded.claims)
 
 
-def authenticate(scope: str) -> Caller:
-    """The verified caller of this request, allowed `scope`; else a 401/403 fault."""
+def require_scope(granted: frozenset[str], scope: str) -> None:
+    if scope not in granted:
+        raise AuthorizationFault(f"the access token does not grant the scope {scope!r}")
+
+
+def authenticate(scope: str | None) -> Caller:
+    """The verified caller of this request, allowed `scope` (None: any); else a 401/403 fault."""
     from hub import get_settings
 
     der = peer_certificate_der()
@@ -164,8 +169,8 @@ def authenticate(scope: str) -> Caller:
     if _organisation_of_client(client_id) != organisation.id:
         raise AuthenticationFault("the access token's client is no longer registered")
     scopes = frozenset(str(claims.get("scope", "")).split())
-    if scope not in scopes:
-        raise AuthorizationFault(f"the access token does not grant the scope {scope!r}")
+    if scope is not None:
+        require_scope(scopes, scope)
     return Caller(
         organisation_id=organisation.id,
         organisation_oid=organisation.oid,

@@ -4,11 +4,15 @@ Each actor's blueprint declares its operations in a table (action → scope,
 handler, error renderer) and calls `handle_soap(operations)`; the order of
 checks is the same everywhere:
 
-1. the body is read within the size limit (413 fault beyond);
-2. a caller with no client certificate is refused before any XML is parsed;
+1. a caller with no client certificate is refused before the body is read;
+2. the body is read within the size limits (413 fault beyond), MTOM
+   attachments spooled to temporary files that are removed when the answer
+   is made;
 3. the envelope is parsed by the hardened parser and the action looked up
    (unknown: wsa:ActionNotSupported, WS-Addressing SOAP binding 6.4.4);
-4. certificate, token and scope are verified (401 / 403 faults);
+4. certificate, token and scope are verified (401 / 403 faults); where
+   large bodies are admitted, certificate and token are verified before the
+   body is read and only the scope after;
 5. the handler runs in one database transaction, committed only on success.
 """
 
@@ -28,13 +32,13 @@ from hub.db import get_session
 from hub.errors import AuthenticationFault, PayloadTooLarge, SenderFault, SoapFault, XdsError, XdsErrorList
 from hub.ops import observe_transaction
 from hub.security.identity import Caller
-from hub.security.protect import authenticate
+from hub.security.protect import authenticate, require_scope
 from hub.security.tls import peer_certificate_der
 from hub.soap.envelope import SoapRequest
 from hub.soap.faults import ErrorRenderer, fault_response, registry_error_response, unexpected_fault
-from hub.soap.http import read_soap_request, soap_response
+from hub.soap.http import BodyLimits, SoapReply, read_soap_request, soap_response
 
-Handler = Callable[[Caller, Session, SoapRequest], etree._Element]
+Handler = Callable[[Caller, Session, SoapRequest], "etree._Element | SoapReply"]
 
 
 @dataclass(frozen=True)
@@ -47,17 +51,21 @@ class SoapOperation:
     render_errors: ErrorRenderer
 
 
-def _read_body() -> bytes:
-    limit = get_settings().max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(limit)
+def _limits(max_total_bytes: int | None) -> BodyLimits:
+    settings = get_settings()
+    return BodyLimits(max_xml_bytes=settings.max_body_bytes,
+                      max_total_bytes=max_total_bytes or settings.max_body_bytes,
+                      spool_dir=settings.data_dir / "spool")
+
+
+def _read(limits: BodyLimits) -> SoapRequest:
+    declared = request.content_length
+    if declared is not None and declared > limits.max_total_bytes:
+        raise PayloadTooLarge(limits.max_total_bytes)
     try:
-        data = request.get_data(cache=False)
+        return read_soap_request(request.content_type, request.stream, limits)
     except RequestEntityTooLarge:
-        raise PayloadTooLarge(limit) from None
-    if len(data) > limit:
-        raise PayloadTooLarge(limit)
-    return data
+        raise PayloadTooLarge(limits.max_total_bytes) from None
 
 
 def _rollback() -> None:
@@ -66,23 +74,29 @@ def _rollback() -> None:
         session.rollback()
 
 
-def handle_soap(operations: dict[str, SoapOperation]) -> Response:
+def handle_soap(operations: dict[str, SoapOperation], max_total_bytes: int | None = None) -> Response:
+    """Answer one SOAP request; `max_total_bytes` admits MTOM bodies larger than an envelope."""
     started = time.perf_counter()
     transaction = "unknown"
     soap: SoapRequest | None = None
     outcome = "fault"
     try:
-        body = _read_body()
         if peer_certificate_der() is None:
             raise AuthenticationFault("a client certificate is required", error="invalid_request")
-        soap = read_soap_request(request.content_type, body)
+        # Where bodies may be large, nobody unauthenticated gets to make the hub spool them.
+        early = authenticate(None) if max_total_bytes else None
+        soap = _read(_limits(max_total_bytes))
         operation = operations.get(soap.action)
         if operation is None:
             raise SenderFault(f"action {soap.action!r} is not supported at this endpoint",
                               subcode="wsa:ActionNotSupported")
         transaction = operation.transaction
         g.transaction = transaction
-        caller = authenticate(operation.scope)
+        if early is not None:
+            require_scope(early.scopes, operation.scope)
+            caller = early
+        else:
+            caller = authenticate(operation.scope)
         g.caller = caller
         session = get_session()
         try:
@@ -103,4 +117,6 @@ def handle_soap(operations: dict[str, SoapOperation]) -> Response:
         return fault_response(unexpected_fault(exc, g.get("request_id")),
                               soap.message_id if soap else None)
     finally:
+        if soap is not None:
+            soap.close()
         observe_transaction(transaction, outcome, time.perf_counter() - started)

@@ -15,11 +15,16 @@ What is refused, and why (each a SOAP Sender fault, nothing read or stored):
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from lxml import etree
 
 from hub.errors import MustUnderstandFault, SenderFault, VersionMismatchFault
+
+if TYPE_CHECKING:
+    from hub.soap.mtom import Attachment
 
 NS_SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 NS_SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -53,7 +58,8 @@ class SoapRequest:
     reply_to: str | None = None
     to: str | None = None
     mtom: bool = False
-    attachments: dict[str, bytes] = field(default_factory=dict)
+    attachments: dict[str, Attachment] = field(default_factory=dict)
+    close: Callable[[], None] = field(default=lambda: None)   # frees spooled attachments
 
 
 def parse_xml(data: bytes) -> etree._Element:

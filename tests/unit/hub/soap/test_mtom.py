@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
-from hub.errors import SenderFault, VersionMismatchFault
-from hub.soap.http import read_soap_request
+from hub.errors import PayloadTooLarge, SenderFault, VersionMismatchFault
+from hub.soap.envelope import SoapRequest
+from hub.soap.http import BodyLimits, read_soap_request
 from hub.soap.mtom import parse_multipart, render_multipart
 from tests.unit.hub.soap.test_envelope import ACTION, envelope
 
@@ -21,23 +24,38 @@ CT = (f'multipart/related; boundary=MIMEBoundary_abc; type="application/xop+xml"
       f'start-info="application/soap+xml"; action="{ACTION}"')
 
 
+LIMITS = BodyLimits(max_xml_bytes=1 << 20, max_total_bytes=1 << 22)
+
+
+def read(content_type: str | None, body: bytes) -> SoapRequest:
+    return read_soap_request(content_type, io.BytesIO(body), LIMITS)
+
+
 def test_mtom_request_yields_envelope_and_attachments() -> None:
-    request = read_soap_request(CT, mtom_body(envelope()))
-    assert request.mtom
-    assert request.action == ACTION
-    assert request.attachments == {"doc1@x": b"hello"}
+    request = read(CT, mtom_body(envelope()))
+    try:
+        assert request.mtom
+        assert request.action == ACTION
+        assert {cid: a.open().read() for cid, a in request.attachments.items()} == {"doc1@x": b"hello"}
+    finally:
+        request.close()
+
+
+def test_a_plain_envelope_over_the_xml_limit_is_413() -> None:
+    with pytest.raises(PayloadTooLarge):
+        read_soap_request(f'application/soap+xml; action="{ACTION}"', io.BytesIO(b" " * (2 << 20)), LIMITS)
 
 
 def test_truncated_multipart_is_refused() -> None:
     body = mtom_body(envelope())
     with pytest.raises(SenderFault) as info:
-        read_soap_request(CT, body[: len(body) // 2])
+        read(CT, body[: len(body) // 2])
     assert "truncated" in info.value.reason
 
 
 def test_missing_start_part_is_refused() -> None:
     with pytest.raises(SenderFault) as info:
-        read_soap_request(CT.replace("<root@x>", "<nowhere@x>"), mtom_body(envelope()))
+        read(CT.replace("<root@x>", "<nowhere@x>"), mtom_body(envelope()))
     assert "start part" in info.value.reason
 
 
@@ -48,13 +66,13 @@ def test_missing_start_part_is_refused() -> None:
 )
 def test_wrong_content_types(content_type: str | None, fault: type[SenderFault], status: int) -> None:
     with pytest.raises(fault) as info:
-        read_soap_request(content_type, envelope())
+        read(content_type, envelope())
     assert info.value.http_status == status
 
 
 def test_rendered_multipart_round_trips() -> None:
     body, content_type = render_multipart(envelope(), ACTION)
-    request = read_soap_request(content_type, body)
+    request = read(content_type, body)
     assert request.action == ACTION
 
 
