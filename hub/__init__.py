@@ -17,11 +17,13 @@ def create_app(settings: Settings | None = None, database: Any | None = None) ->
     from hub import db, logs, ops, problems
     from hub.security import oauth
     from registry import views as registry_views
+    from repository import views as repository_views
 
     settings = settings or load_settings()
     app = Flask(__name__)
     app.config["XDSHUB_SETTINGS"] = settings
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # The largest body any endpoint takes; each endpoint applies its own, smaller limit.
+    app.config["MAX_CONTENT_LENGTH"] = max(settings.max_body_bytes, settings.max_upload_bytes)
     app.config["JSON_SORT_KEYS"] = False
 
     database = database or db.Database(settings.database_url)
@@ -31,6 +33,7 @@ def create_app(settings: Settings | None = None, database: Any | None = None) ->
     problems.init_app(app)
     oauth.init_app(app)
     registry_views.init_app(app)
+    repository_views.init_app(app)
     return app
 
 

@@ -1,4 +1,4 @@
-"""The `xdshub` command: init, org add, serve, demo.
+"""The `xdshub` command: init, org add, serve, demo (import, manifest and storage gc in `hub.cli_repository`).
 
 User errors (a missing data dir, a duplicate organisation, a bad certificate
 file) print one line on stderr and exit with status 1, without a traceback.
@@ -177,3 +177,14 @@ def demo(data_dir: Path | None, port: int | None) -> None:
     from hub.demo import run_demo
 
     run_demo(data_dir, port)
+
+
+def _register_repository_commands() -> None:
+    from hub.cli_repository import import_files, manifest, storage
+
+    main.add_command(import_files)
+    main.add_command(manifest)
+    main.add_command(storage)
+
+
+_register_repository_commands()

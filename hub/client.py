@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 from lxml import etree
 
 from hub.soap.envelope import NS_SOAP12, NS_WSA, parse_xml, render_envelope, serialize
+from hub.soap.mtom import Attachment, OutgoingPart, parse_content_type, read_multipart, render_mtom
 
 SOAP_CONTENT_TYPE = 'application/soap+xml; charset=UTF-8; action="{action}"'
 
@@ -27,6 +28,11 @@ SOAP_CONTENT_TYPE = 'application/soap+xml; charset=UTF-8; action="{action}"'
 class SoapAnswer:
     status: int
     envelope: etree._Element
+    attachments: dict[str, Attachment] = field(default_factory=dict)   # MTOM parts of the answer, by Content-ID
+
+    def close(self) -> None:
+        for attachment in self.attachments.values():
+            attachment.file.close()
 
     @property
     def body(self) -> etree._Element:
@@ -54,6 +60,15 @@ class HubClient:
         self._token_expiry = 0.0
         self._token_scope = ""
 
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> HubClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def token(self, scope: str | None = None) -> str:
         scope = scope or self.config.get("scopes", "")
         if self._token and scope == self._token_scope and time.time() < self._token_expiry - 30:
@@ -72,9 +87,13 @@ class HubClient:
 
     def soap(self, path: str, action: str, body: etree._Element, scope: str | None = None) -> SoapAnswer:
         """POST a SOAP 1.2 request with WS-Addressing and a bearer token; parse the answer."""
-        envelope = render_envelope(action, body, to=self.base_url + path)
+        return self.soap_url(self.base_url + path, action, body, scope)
+
+    def soap_url(self, url: str, action: str, body: etree._Element, scope: str | None = None) -> SoapAnswer:
+        """`soap` to a full endpoint URL (a registry configured by URL)."""
+        envelope = render_envelope(action, body, to=url)
         response = self.http.post(
-            self.base_url + path,
+            url,
             data=serialize(envelope),
             headers={
                 "Content-Type": SOAP_CONTENT_TYPE.format(action=action),
@@ -83,6 +102,30 @@ class HubClient:
             timeout=self.timeout,
         )
         return SoapAnswer(response.status_code, parse_xml(response.content))
+
+    def mtom(self, path: str, action: str, body: etree._Element, parts: Sequence[OutgoingPart] = (),
+             scope: str | None = None) -> SoapAnswer:
+        """POST an MTOM/XOP request (ITI TF-2x V.3), streaming `parts` chunked; the answer may be MTOM too."""
+        envelope = serialize(render_envelope(action, body, to=self.base_url + path))
+        message = render_mtom(envelope, action, list(parts))
+        response = self.http.post(
+            self.base_url + path,
+            data=message.chunks(),
+            headers={"Content-Type": message.content_type, "Authorization": f"Bearer {self.token(scope)}"},
+            timeout=self.timeout, stream=True,
+        )
+        with response:
+            return read_answer(response)
+
+
+def read_answer(response: requests.Response, max_bytes: int = 1 << 40) -> SoapAnswer:
+    """A SOAP answer, plain or MTOM; MTOM parts are spooled to temporary files (close() frees them)."""
+    ctype = parse_content_type(response.headers.get("Content-Type"))
+    if ctype.media_type != "multipart/related":
+        return SoapAnswer(response.status_code, parse_xml(response.content))
+    multipart = read_multipart(response.raw, ctype.params.get("boundary", ""), ctype.params.get("start"),
+                               max_bytes=max_bytes)
+    return SoapAnswer(response.status_code, parse_xml(multipart.root.content), multipart.attachments)
 
 
 def wait_until_healthy(url: str, ca: Path | str, seconds: float = 60.0,

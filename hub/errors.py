@@ -22,7 +22,11 @@ APIs) turns them into a response.
     ├── NonIdenticalHash          XDSNonIdenticalHash
     ├── NonIdenticalSize          XDSNonIdenticalSize
     ├── UnresolvedReference       UnresolvedReferenceException
-    └── ...                       (repository codes join in later issues)
+    ├── RepositoryError           XDSRepositoryError
+    ├── RepositoryMetadataError   XDSRepositoryMetadataError
+    ├── MissingDocument           XDSMissingDocument
+    ├── MissingDocumentMetadata   XDSMissingDocumentMetadata
+    └── UnknownRepositoryId       XDSUnknownRepositoryId
 
     SoapFault                     SOAP 1.2 env:Fault (PS: W3C SOAP 1.2 part 1, 5.4)
     ├── SenderFault               env:Sender (malformed, hostile, unknown action)
@@ -96,6 +100,16 @@ NonIdenticalSize = _xds("NonIdenticalSize", ErrorCode.NON_IDENTICAL_SIZE,
                         "A DocumentEntry uniqueId the registry holds, submitted with another size.")
 UnresolvedReference = _xds("UnresolvedReference", ErrorCode.UNRESOLVED_REFERENCE,
                            "An entryUUID reference that is neither in the submission nor in the registry.")
+RepositoryError = _xds("RepositoryError", ErrorCode.REPOSITORY_ERROR,
+                       "The repository could not store or answer a document (storage, registry call, transcoding).")
+RepositoryMetadataError = _xds("RepositoryMetadataError", ErrorCode.REPOSITORY_METADATA_ERROR,
+                               "Metadata or content the repository must check is wrong (e.g. a KOS that is no KOS).")
+MissingDocument = _xds("MissingDocument", ErrorCode.MISSING_DOCUMENT,
+                       "A DocumentEntry without its document, or a retrieve of a document this repository lacks.")
+MissingDocumentMetadata = _xds("MissingDocumentMetadata", ErrorCode.MISSING_DOCUMENT_METADATA,
+                               "A document (MIME part) that no DocumentEntry of the submission describes.")
+UnknownRepositoryId = _xds("UnknownRepositoryId", ErrorCode.UNKNOWN_REPOSITORY_ID,
+                           "A retrieve naming a repositoryUniqueId that is not this repository.")
 
 
 @dataclass

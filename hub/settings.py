@@ -28,6 +28,9 @@ FIELD_DOCS = {
     "workers": "WSGI worker processes",
     "threads": "threads per worker",
     "max_body_bytes": "largest request body accepted (413 / SOAP fault beyond)",
+    "max_upload_bytes": "largest MTOM request (documents included) accepted by POST /xds/repository",
+    "registry_url": "ITI-42 endpoint of the registry this repository registers with; empty: this hub's own",
+    "registry_bundle": "client bundle folder (from `xdshub org add` at that registry) for mTLS and OAuth",
     "max_query_results": "stored queries matching more objects answer XDSTooManyResults",
     "token_lifetime": "access token lifetime in seconds",
     "server_cert": "PEM of the HTTPS server certificate (chain)",
@@ -63,6 +66,9 @@ class Settings:
     workers: int = 2
     threads: int = 8
     max_body_bytes: int = 64 * 1024 * 1024
+    max_upload_bytes: int = 4 * 1024 * 1024 * 1024
+    registry_url: str = ""
+    registry_bundle: Path = Path("registry-client")
     max_query_results: int = 1000
     token_lifetime: int = 300
     server_cert: Path = Path("pki/server.crt")

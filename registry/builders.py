@@ -29,6 +29,11 @@ def _code(scheme: str, owner: str, code: Code) -> Classification:
                           name=code.display or code.code, slots={"codingScheme": [code.scheme]})
 
 
+def code_classification(scheme: str, owner: str, code: Code) -> Classification:
+    """An external classification carrying a coded value (ITI TF-3 4.2.3.1.2)."""
+    return _code(scheme, owner, code)
+
+
 def _ident(scheme: str, owner: str, value: str, name: str) -> ExternalIdentifier:
     return ExternalIdentifier(id=new_id(), registry_object=owner, scheme=scheme, value=value, name=name)
 

@@ -29,6 +29,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -102,6 +103,8 @@ class BlobStore(Protocol):
     def size(self, sha256: str) -> int: ...
 
     def check(self) -> None: ...
+
+    def listing(self) -> Iterator[tuple[str, float]]: ...
 
 
 def validate_sha256(sha256: object) -> str:
@@ -205,6 +208,16 @@ class FileBlobStore:
             return self.path(sha256).stat().st_size
         except FileNotFoundError:
             raise BlobNotFound(sha256) from None
+
+    def listing(self) -> Iterator[tuple[str, float]]:
+        """Every blob address with its modification time (epoch seconds); temporary files excluded."""
+        for first in sorted(self.root.glob("[0-9a-f][0-9a-f]")):
+            for path in sorted(first.glob("[0-9a-f][0-9a-f]/*")):
+                if _SHA256.fullmatch(path.name) and path.name.startswith(first.name + path.parent.name):
+                    try:
+                        yield path.name, path.stat().st_mtime
+                    except FileNotFoundError:
+                        continue  # deleted meanwhile
 
     def check(self) -> None:
         """Raise OSError unless a file can be created, synced and removed under root."""

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import errno
 import io
+import re
 import tempfile
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
@@ -50,6 +52,9 @@ def make_client(endpoint_url: str | None = None, region: str | None = None) -> A
 
 def _is_not_found(exc: ClientError) -> bool:
     return str(exc.response.get("Error", {}).get("Code", "")) in _NOT_FOUND
+
+
+_SHA256_NAME = re.compile(r"[0-9a-f]{64}")
 
 
 class _BodyReader(io.RawIOBase):
@@ -133,6 +138,16 @@ class S3BlobStore:
     def delete(self, sha256: str) -> None:
         """Remove a blob; deleting an absent blob is not an error (idempotent, as in S3)."""
         self.client.delete_object(Bucket=self.bucket, Key=self.key(sha256))
+
+    def listing(self) -> Iterator[tuple[str, float]]:
+        """Every blob address with its last-modified time (epoch seconds)."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                name = item["Key"].rsplit("/", 1)[-1]
+                if _SHA256_NAME.fullmatch(name) and item["Key"] == self.key(name):
+                    yield name, item["LastModified"].timestamp()
 
     def check(self) -> None:
         """Raise StorageUnavailable unless the bucket answers to these credentials."""

@@ -6,6 +6,7 @@ from alembic import context
 
 import hub.tables  # noqa: F401  (registers the tables on Base.metadata)
 import registry.tables  # noqa: F401
+import repository.tables  # noqa: F401
 from hub.db import Base, make_engine
 
 config = context.config

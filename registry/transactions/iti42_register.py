@@ -165,7 +165,8 @@ def _stamp_new_objects(request: SubmitObjectsRequest, stamp: str) -> None:
         folder.slots["lastUpdateTime"] = [stamp]   # ITI TF-3 4.2.3.4.5: set by the registry
 
 
-def _is_restricted(doc: ExtrinsicObject, codes: frozenset[str]) -> bool:
+def is_restricted(doc: ExtrinsicObject, codes: frozenset[str]) -> bool:
+    """The confidentiality rule: an entry with one of these codes is visible to its submitter only."""
     return any(c.code in codes for c in doc.codes(DocumentEntryScheme.CONFIDENTIALITY_CODE))
 
 
@@ -303,7 +304,7 @@ class _Registration:
 
     # -- writes --------------------------------------------------------------------
     def _store(self) -> None:
-        restricted = {d.id for d in self.submission.document_entries if _is_restricted(d, self.restricted_codes)}
+        restricted = {d.id for d in self.submission.document_entries if is_restricted(d, self.restricted_codes)}
         restricted |= {row.id for row in self.existing.values() if row.restricted}
         insert_objects(self.session, [
             (obj, obj.source in restricted or obj.target in restricted if isinstance(obj, Association)

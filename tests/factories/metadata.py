@@ -136,3 +136,23 @@ def as_xml(request: SubmitObjectsRequest) -> bytes:
 def read_xml(data: bytes) -> etree._Element:
     """Parse test XML without entity expansion or network access (the hub's own rules)."""
     return etree.fromstring(data, PARSER)
+
+
+PDF_BYTES = b"%PDF-1.4\n% a tiny test report\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+KOS_FORMAT = Code("1.2.840.10008.5.1.4.1.1.88.59", "1.2.840.10008.2.6.1", "Key Object Selection Document")
+
+
+def entry_for(content: bytes, patient_id: str = PATIENT, **changes: object) -> ExtrinsicObject:
+    """A DocumentEntry describing these bytes: hash and size as a Document Source computes them."""
+    described: dict[str, object] = {"hash": hashlib.sha1(content).hexdigest(), "size": len(content), **changes}
+    return document(patient_id, **described)
+
+
+def kos_entry(content: bytes, patient_id: str = PATIENT, **changes: object) -> ExtrinsicObject:
+    """A RAD-68 manifest entry: mimeType application/dicom, the KOS formatCode."""
+    return entry_for(content, patient_id, mime_type="application/dicom", format_code=KOS_FORMAT,
+                     title="Imaging manifest", **changes)
+
+
+def pdf_submission(patient_id: str = PATIENT) -> SubmitObjectsRequest:
+    return submission(patient_id, entries=[entry_for(PDF_BYTES, patient_id)])

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,24 +90,46 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def running_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
-    """A running hub over mutual TLS with "Org A" and "Org B" registered."""
-    data_dir = tmp_path_factory.mktemp("hub") / "var"
+@contextmanager
+def serving(data_dir: Path, settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`xdshub serve` on the settings' port until the block ends; the process is yielded (tests may kill it)."""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [*xdshub_command(), "serve", "--data-dir", str(data_dir), "--port", str(settings.port)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        _wait_healthy(f"https://127.0.0.1:{settings.port}", settings.path(settings.ca_cert), process, log)
+        yield process
+    finally:
+        _stop(process)
+
+
+def kill_hard(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the server and its workers at once, the way a power cut would stop them."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
+
+
+def new_hub(data_dir: Path, **overrides: object) -> RunningHub:
+    """An initialised data dir with "Org A" and "Org B" registered, on a free port (not yet serving)."""
     port = free_port()
-    settings = initialise(data_dir, port=port, workers=2, threads=4)
+    settings = initialise(data_dir, port=port, workers=2, threads=4, **overrides)
     hub = RunningHub(data_dir=data_dir, url=f"https://127.0.0.1:{port}", settings=settings)
     for name, oid in ORGANISATIONS.items():
         hub.bundles[name] = register(settings, name, oid, data_dir / "orgs" / name.lower().replace(" ", "-"))
         hub.oids[name] = oid
     hub.log = data_dir / "serve.log"
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    with hub.log.open("wb") as log:
-        process = subprocess.Popen(
-            [*xdshub_command(), "serve", "--data-dir", str(data_dir), "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        _wait_healthy(hub.url, hub.ca, process, hub.log)
+    return hub
+
+
+@pytest.fixture(scope="session")
+def running_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
+    """A running hub over mutual TLS with "Org A" and "Org B" registered."""
+    hub = new_hub(tmp_path_factory.mktemp("hub") / "var")
+    assert hub.log is not None
+    with serving(hub.data_dir, hub.settings, hub.log):
         yield hub
-    finally:
-        _stop(process)

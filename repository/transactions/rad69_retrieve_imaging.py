@@ -1,0 +1,141 @@
+"""RAD-69 Retrieve Imaging Document Set, Imaging Document Source side (RAD TF-3 4.69.4.1.3).
+
+The consumer names instances by study, series and SOP Instance UID (the
+DocumentUniqueId) and the transfer syntaxes it accepts. Each instance is
+answered on its own:
+
+- a RepositoryUniqueId other than this source's: XDSUnknownRepositoryId;
+- an instance this hub does not hold under that study and series, or that the
+  caller may not see: XDSMissingDocument (naming the retrieve location a
+  recorded manifest gives for it, when another source holds it);
+- held in an accepted transfer syntax: the stored bytes, streamed;
+- held otherwise: transcoded when pydicom can (`repository.transcode`) into a
+  temporary file, else XDSRepositoryError saying which syntaxes are possible.
+  RAD TF-3 names no dedicated code for an unsupported transfer syntax.
+
+Who may see an instance: the organisation that stored it, and anyone who may
+see a manifest referencing it (the registry's confidentiality rule applied
+to the manifests this repository holds).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from functools import partial
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from hub.errors import MissingDocument, RepositoryError, UnknownRepositoryId, XdsError
+from hub.security.identity import Caller
+from hub.settings import Settings
+from repository.blobstore import BlobStore
+from repository.model import DocumentRequest, ImagingRequest, RetrievedDocument, RetrieveResult
+from repository.tables import DicomInstance, ManifestReference, StoredDocument
+from repository.transcode import TranscodeUnavailable, choose_transfer_syntax, transcode
+
+DICOM = "application/dicom"
+
+
+def _visible(session: Session, instance: DicomInstance, caller: Caller) -> bool:
+    if instance.submitter_org_id == caller.organisation_id:
+        return True
+    visible_manifest = or_(StoredDocument.restricted.is_(False),
+                           StoredDocument.submitter_org_id == caller.organisation_id)
+    shared = (select(ManifestReference.id)
+              .join(StoredDocument, StoredDocument.unique_id == ManifestReference.manifest_unique_id)
+              .where(ManifestReference.sop_instance_uid == instance.sop_instance_uid, visible_manifest)
+              .limit(1))
+    return session.scalar(shared) is not None
+
+
+def _missing(session: Session, uid: str, settings: Settings) -> XdsError:
+    elsewhere = session.scalar(select(ManifestReference.retrieve_location_uid).where(
+        ManifestReference.sop_instance_uid == uid,
+        ManifestReference.retrieve_location_uid != settings.repository_unique_id).limit(1))
+    if elsewhere:
+        return MissingDocument(f"instance {uid} is not held here; its manifest names retrieve location {elsewhere}",
+                               uid)
+    return MissingDocument(f"instance {uid} is not held by this imaging document source", uid)
+
+
+def _transcoded(store: BlobStore, instance: DicomInstance, target: str, spool_dir: Path) -> tuple[int, BinaryIO]:
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    sink = tempfile.TemporaryFile(dir=spool_dir, prefix="transcode-")
+    try:
+        with store.open(instance.sha256) as source:
+            transcode(source, sink, target)
+        size = sink.tell()
+        sink.seek(0)
+        return size, sink
+    except BaseException:
+        sink.close()
+        raise
+
+
+class RetrieveImaging:
+    def __init__(self, session: Session, store: BlobStore, caller: Caller, settings: Settings) -> None:
+        self.session = session
+        self.store = store
+        self.caller = caller
+        self.settings = settings
+        self.spool_dir = settings.data_dir / "spool"
+
+    def run(self, request: ImagingRequest) -> RetrieveResult:
+        result = RetrieveResult()
+        try:
+            for study in request.studies:
+                for series in study.series:
+                    for document in series.documents:
+                        self._one(result, study.study_instance_uid, series.series_instance_uid, document,
+                                  request.transfer_syntaxes)
+        except BaseException:
+            result.release()
+            raise
+        return result
+
+    def _one(self, result: RetrieveResult, study_uid: str, series_uid: str, document: DocumentRequest,
+             syntaxes: tuple[str, ...]) -> None:
+        uid = document.document_unique_id
+        if document.repository_unique_id != self.settings.repository_unique_id:
+            result.errors.append(UnknownRepositoryId(
+                f"RepositoryUniqueId {document.repository_unique_id} is not this imaging document source "
+                f"({self.settings.repository_unique_id})", uid))
+            return
+        instance = self.session.get(DicomInstance, uid)
+        if (instance is None or instance.study_instance_uid != study_uid
+                or instance.series_instance_uid != series_uid or not _visible(self.session, instance, self.caller)):
+            result.errors.append(_missing(self.session, uid, self.settings))
+            return
+        target = choose_transfer_syntax(instance.transfer_syntax_uid, syntaxes)
+        if target is None:
+            result.errors.append(RepositoryError(
+                f"instance {uid} is stored as {instance.transfer_syntax_uid} and cannot be given in any of "
+                f"{', '.join(syntaxes)}", uid))
+            return
+        home = self.settings.home_community_id if document.home_community_id else None
+        if target == instance.transfer_syntax_uid:
+            result.documents.append(RetrievedDocument(
+                self.settings.repository_unique_id, uid, DICOM, instance.size,
+                partial(self.store.open, instance.sha256), home))
+            return
+        try:
+            size, stream = _transcoded(self.store, instance, target, self.spool_dir)
+        except TranscodeUnavailable as exc:
+            result.errors.append(RepositoryError(f"instance {uid} cannot be transcoded to {target}: {exc}", uid))
+            return
+        # The temporary file is handed out once and closed (so removed) by whoever streams it.
+        result.documents.append(RetrievedDocument(
+            self.settings.repository_unique_id, uid, DICOM, size, partial(_rewound, stream), home, stream.close))
+
+
+def _rewound(stream: BinaryIO) -> BinaryIO:
+    stream.seek(0)
+    return stream
+
+
+def retrieve_imaging(session: Session, store: BlobStore, request: ImagingRequest, caller: Caller,
+                     settings: Settings) -> RetrieveResult:
+    return RetrieveImaging(session, store, caller, settings).run(request)
