@@ -49,9 +49,6 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import pydicom
-from highdicom._standard_utils import does_iod_have_pixel_data
-from highdicom.ko import KeyObjectSelection, KeyObjectSelectionDocument
-from highdicom.sr import CodedConcept
 from pydicom.config import RAISE
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
@@ -240,6 +237,8 @@ def read_manifest(stream: BinaryIO) -> Manifest:
 
 @functools.cache   # a study has few SOP Classes; highdicom walks its IOD tables for each question
 def _is_image(sop_class_uid: str) -> bool:
+    from highdicom._standard_utils import does_iod_have_pixel_data
+
     try:
         return does_iod_have_pixel_data(sop_class_uid)
     except KeyError:   # a SOP Class highdicom's tables do not know: referenced as COMPOSITE
@@ -324,6 +323,11 @@ def build_manifest(study: ManifestStudy, retrieve_location_uid: str, *, manufact
     `series_instance_uid` is given; new UIDs are generated where none is given.
     InvalidManifest when the study has no instance or a UID is not valid.
     """
+    # highdicom (some 20 MiB once imported) is loaded when a manifest is first built, not in every
+    # server worker that only reads manifests and streams documents.
+    from highdicom.ko import KeyObjectSelection, KeyObjectSelectionDocument
+    from highdicom.sr import CodedConcept
+
     _check_buildable(study, retrieve_location_uid, series_instance_uid, sop_instance_uid)
     evidence = [_evidence(study, instance) for instance in study.instances]
     _with_patient_for_highdicom(evidence[0], study)

@@ -10,14 +10,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import socket
-import subprocess
-import sys
 import time
 import tracemalloc
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +27,7 @@ from repository.blobstore import (
     StorageUnavailable,
     open_blob_store,
 )
+from tests.unit.repository.conftest import s3_store as _s3_store
 
 MiB = 1024 * 1024
 GOOD = "0123456789abcdef" * 4
@@ -63,52 +59,6 @@ class GeneratedStream(io.RawIOBase):
 def generated_bytes(size: int) -> bytes:
     stream = GeneratedStream(size)
     return b"".join(iter(lambda: stream.read(CHUNK_SIZE), b""))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("moto server did not start")
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Credentials through boto3's usual chain (here: the environment), nothing from the host."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-
-
-def _s3_store(endpoint: str, prefix: str = "blobs") -> Any:
-    bucket = f"xdshub-{uuid.uuid4().hex[:12]}"
-    store = open_blob_store(f"s3://{bucket}/{prefix}?endpoint_url={endpoint}&region=us-east-1")
-    store.client.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
-    return store
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -292,3 +242,12 @@ def test_open_blob_store_file_url(tmp_path: Path) -> None:
 def test_open_blob_store_refuses(url: str) -> None:
     with pytest.raises(ValueError):
         open_blob_store(url)
+
+
+def test_listing_names_every_blob_and_nothing_else(store: BlobStore) -> None:
+    first, second = store.put(io.BytesIO(b"one")), store.put(io.BytesIO(b"two"))
+    if isinstance(store, FileBlobStore):
+        (store.root / "tmp" / "put-abandoned.part").write_bytes(b"half")
+    listed = dict(store.listing())
+    assert set(listed) == {first.sha256, second.sha256}
+    assert all(abs(modified - time.time()) < 600 for modified in listed.values())

@@ -16,10 +16,11 @@ from registry.model import ExtrinsicObject
 from registry.tables import RegistryObjectRow
 from registry.vocabulary import ErrorCode
 from repository.blobstore import FileBlobStore
-from repository.model import DocumentContent, ProvideRequest
+from repository.model import DocumentContent, DocumentRequest, ProvideRequest
 from repository.registration import LocalRegistry
 from repository.tables import StoredDocument
 from repository.transactions.iti41_provide import provide_and_register
+from repository.transactions.iti43_retrieve import retrieve_documents
 from repository.xdsb import parse_provide_request
 from tests.conftest import require_samples
 from tests.factories.metadata import (
@@ -29,7 +30,7 @@ from tests.factories.metadata import (
     entry_for,
     submission,
 )
-from tests.unit.repository.conftest import BytesContent, Provide, blob_files, counts, read_blob
+from tests.unit.repository.conftest import BytesContent, Provide, blob_files, counts, read_blob, s3_store
 
 
 def codes(exc: XdsError | XdsErrorList) -> list[str]:
@@ -189,3 +190,26 @@ def test_the_nist_sample_without_documents_is_missing_document(database: Databas
         provide_and_register(session, store, LocalRegistry(settings), request, {}, caller, settings)
     session.close()
     assert codes(caught.value) == [ErrorCode.MISSING_DOCUMENT.value] * 2
+
+
+def test_provide_and_retrieve_on_s3_compatible_storage(aws_env: None, moto_endpoint: str, database: Database,
+                                                       caller: Caller, settings: Settings) -> None:
+    """The same pipeline on the S3 backend (moto's server stands in for a real S3-compatible store)."""
+    store = s3_store(moto_endpoint)
+    good, bad = entry_for(PDF_BYTES), entry_for(b"bad", hash="0" * 40)
+    for entry, data in ((good, PDF_BYTES), (bad, b"bad")):
+        session = database.new_session()
+        try:
+            provide_and_register(session, store, LocalRegistry(settings),
+                                 ProvideRequest(submission(entries=[entry]), [DocumentContent(entry.id, "d@x")]),
+                                 {"d@x": BytesContent(data)}, caller, settings)
+        except XdsErrorList:
+            assert entry is bad
+        finally:
+            session.close()
+    assert [address for address, _ in store.listing()] == [hashlib.sha256(PDF_BYTES).hexdigest()]
+    with database.session() as session:
+        result = retrieve_documents(session, store, [DocumentRequest(settings.repository_unique_id,
+                                                                     good.unique_id or "")], caller, settings)
+    with result.documents[0].open() as stream:
+        assert stream.read() == PDF_BYTES
