@@ -9,7 +9,7 @@ MTOM parts streamed from and to files, never whole in memory.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -93,7 +93,7 @@ def retrieve_imaging(client: HubClient, request: ImagingRequest) -> Retrieved:
                                   scope="xds:retrieve"))
 
 
-def imaging_request(repository_unique_id: str, study_uid: str, series: dict[str, Sequence[str]],
+def imaging_request(repository_unique_id: str, study_uid: str, series: Mapping[str, Sequence[str]],
                     transfer_syntaxes: Sequence[str] = ("1.2.840.10008.1.2.1",)) -> ImagingRequest:
     """A RAD-69 request for these instances: series UID -> SOP Instance UIDs."""
     from repository.model import SeriesRequest, StudyRequest
