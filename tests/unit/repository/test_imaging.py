@@ -259,3 +259,31 @@ def test_rad69_shows_instances_to_others_only_through_a_visible_manifest(
                               str(ingested[0].StudyInstanceUID))
     assert published.instance_count == len(ingested)
     assert _retrieve(database, store, settings, other_caller, request)[0] == ResponseStatus.SUCCESS
+
+
+def test_the_nist_rad68_sample_metadata_with_a_real_manifest_is_provided(
+        provide: Provide, database: Database, settings: Settings, ingested: list[pydicom.Dataset]) -> None:
+    """The XDS-I.b testkit's KOS metadata (uniqueIds filled in as the testkit does when it runs) with
+    a manifest of a study this hub holds: stored, registered, its study added to referenceIdList."""
+    from registry.ebrim import parse_submit_objects_request
+    from tests.conftest import require_samples
+    from tests.unit.registry.test_samples import as_run_by_nist_testkit, submit_objects
+
+    sample = require_samples() / "rad68/nist-xdsi-metadata-IDCDEPT001-a.xml"
+    request = parse_submit_objects_request(submit_objects(sample))
+    as_run_by_nist_testkit(request)
+    (entry,) = request.document_entries
+    for name in ("hash", "size", "repositoryUniqueId"):   # the repository computes and sets these
+        entry.slots.pop(name, None)
+    with database.session() as session:
+        dataset = study_manifest(session, str(ingested[0].StudyInstanceUID), settings)
+    sink = io.BytesIO()
+    dataset.save_as(sink, enforce_file_format=True)
+    provide(request, {entry.id: sink.getvalue()})
+    with database.session() as session:
+        row = session.scalar(select(RegistryObjectRow).where(RegistryObjectRow.unique_id == entry.unique_id))
+        assert row is not None and row.mime_type == "application/dicom"
+        assert f"{ingested[0].StudyInstanceUID}^^^^urn:ihe:iti:xds:2016:studyInstanceUID" in \
+            row.content["slots"]["urn:ihe:iti:xds:2013:referenceIdList"]
+        assert {r.sop_instance_uid for r in session.scalars(select(ManifestReference))} == \
+            {str(d.SOPInstanceUID) for d in ingested}
