@@ -6,8 +6,8 @@ The XDS patient id is `ID^^^&OID&ISO` with the assigning authority from
 Issuer of Patient ID Qualifiers (Universal Entity ID), else from the sending
 organisation's OID (DESIGN.md, Patient identity). Storing the same SOP
 Instance again with the same bytes changes nothing; with other bytes it
-replaces the earlier copy; the replaced blob stays in storage (no garbage
-sweep of replaced blobs yet).
+replaces the earlier copy; the replaced blob, referenced by nothing any more,
+is left for `xdshub storage gc`.
 The caller commits; on error nothing is recorded and the blob is reclaimed.
 """
 
