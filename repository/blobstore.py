@@ -52,6 +52,7 @@ __all__ = [
     "blob_key",
     "copy_hashing",
     "open_blob_store",
+    "open_seekable",
     "validate_sha256",
 ]
 
@@ -112,6 +113,30 @@ def validate_sha256(sha256: object) -> str:
     if not isinstance(sha256, str) or _SHA256.fullmatch(sha256) is None:
         raise ValueError(f"not a blob address (64 lowercase hex digits): {sha256!r:.80}")
     return sha256
+
+
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+
+
+def open_seekable(store: BlobStore, sha256: str) -> BinaryIO:
+    """A blob opened for readers that seek (pydicom): the file itself, or a spooled copy of a stream.
+
+    Local blobs are files and seek as they are; S3 bodies are streams, copied
+    here into memory up to 8 MiB and to an anonymous temporary file beyond.
+    """
+    stream = store.open(sha256)
+    if stream.seekable():
+        return stream
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, prefix="xdshub-blob-")
+    try:
+        with stream:
+            while chunk := stream.read(CHUNK_SIZE):
+                spool.write(chunk)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool  # type: ignore[return-value]
 
 
 def blob_key(sha256: str) -> str:

@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
-from repository.blobstore import BlobStore
+from repository.blobstore import BlobStore, open_seekable
 from repository.dicomfile import InstanceHeader, InvalidDicom, is_valid_uid, read_instance_header
 from repository.reclaim import reclaim_unreferenced
 from repository.tables import DicomInstance
@@ -70,7 +70,7 @@ def ingest_instance(session: Session, store: BlobStore, stream: BinaryIO, sender
     """Store one Part 10 instance and record it; InvalidDicom (nothing kept) when it is not acceptable."""
     blob = store.put(stream, max_bytes)
     try:
-        with store.open(blob.sha256) as stored:
+        with open_seekable(store, blob.sha256) as stored:
             header = read_instance_header(stored)
         values = _row(header, sender, blob.sha256, blob.size)
     except InvalidDicom:

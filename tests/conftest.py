@@ -7,10 +7,16 @@ each test session gets its own database, dropped at the end.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -122,3 +128,54 @@ def _fresh_registration_cache() -> Iterator[None]:
     forget_registrations()
     yield
     forget_registrations()
+
+
+# -- S3-compatible storage: a real moto server on loopback stands in for AWS S3, MinIO or Ceph RGW --------
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("moto server did not start")
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Credentials through boto3's usual chain (here: the environment), nothing from the host."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+def s3_store(endpoint: str, prefix: str = "blobs") -> Any:
+    """An S3BlobStore on a fresh bucket of the moto server (moto stands in for a real S3-compatible store)."""
+    from repository.blobstore import open_blob_store
+
+    bucket = f"xdshub-{uuid.uuid4().hex[:12]}"
+    store = open_blob_store(f"s3://{bucket}/{prefix}?endpoint_url={endpoint}&region=us-east-1")
+    store.client.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    return store

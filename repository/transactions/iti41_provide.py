@@ -50,7 +50,7 @@ from hub.security.identity import Caller
 from hub.settings import Settings
 from registry.model import ExtrinsicObject
 from registry.transactions.iti42_register import is_restricted
-from repository.blobstore import BlobStore, BlobStoreError, StoredBlob
+from repository.blobstore import BlobStore, BlobStoreError, StoredBlob, open_seekable
 from repository.imaging_entries import describe_manifest_entry, is_manifest_entry, modalities_of, reference_rows
 from repository.manifest import InvalidManifest, read_manifest
 from repository.model import Content, DocumentContent, ProvideRequest
@@ -193,7 +193,7 @@ class Provide:
         """RAD-68: the KOS must be a valid XDS-I.b manifest (RAD TF-3 4.68.4.1.3)."""
         where = entry.unique_id or entry.id
         try:
-            with self.store.open(blob.sha256) as stream:
+            with open_seekable(self.store, blob.sha256) as stream:
                 manifest = read_manifest(stream)
         except InvalidManifest as exc:
             raise RepositoryMetadataError(f"document {where} has the KOS formatCode but is not a valid "

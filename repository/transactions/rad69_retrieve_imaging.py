@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from hub.errors import MissingDocument, RepositoryError, UnknownRepositoryId, XdsError
 from hub.security.identity import Caller
 from hub.settings import Settings
-from repository.blobstore import BlobStore
+from repository.blobstore import BlobStore, open_seekable
 from repository.model import DocumentRequest, ImagingRequest, RetrievedDocument, RetrieveResult
 from repository.tables import DicomInstance, ManifestReference, StoredDocument
 from repository.transcode import TranscodeUnavailable, choose_transfer_syntax, transcode
@@ -65,7 +65,7 @@ def _transcoded(store: BlobStore, instance: DicomInstance, target: str, spool_di
     spool_dir.mkdir(parents=True, exist_ok=True)
     sink = tempfile.TemporaryFile(dir=spool_dir, prefix="transcode-")
     try:
-        with store.open(instance.sha256) as source:
+        with open_seekable(store, instance.sha256) as source:
             transcode(source, sink, target)
         size = sink.tell()
         sink.seek(0)

@@ -27,7 +27,7 @@ from repository.blobstore import (
     StorageUnavailable,
     open_blob_store,
 )
-from tests.unit.repository.conftest import s3_store as _s3_store
+from tests.conftest import s3_store as _s3_store
 
 MiB = 1024 * 1024
 GOOD = "0123456789abcdef" * 4

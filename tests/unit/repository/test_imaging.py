@@ -14,7 +14,7 @@ from hub.security.identity import Caller
 from hub.settings import Settings
 from registry.tables import RegistryCodeRow, RegistryObjectRow
 from registry.vocabulary import DocumentEntryScheme, ErrorCode, ResponseStatus
-from repository.blobstore import FileBlobStore
+from repository.blobstore import BlobStore
 from repository.dicomfile import InvalidDicom
 from repository.ingest import Sender, ingest_instance
 from repository.manifest import read_manifest
@@ -39,7 +39,7 @@ def datasets() -> list[pydicom.Dataset]:
 
 
 @pytest.fixture
-def ingested(database: Database, store: FileBlobStore, caller: Caller,
+def ingested(database: Database, store: BlobStore, caller: Caller,
              datasets: list[pydicom.Dataset]) -> list[pydicom.Dataset]:
     with database.session() as session:
         for dataset in datasets:
@@ -48,7 +48,7 @@ def ingested(database: Database, store: FileBlobStore, caller: Caller,
     return datasets
 
 
-def test_ingest_records_the_header_and_the_xds_patient_id(database: Database, store: FileBlobStore,
+def test_ingest_records_the_header_and_the_xds_patient_id(database: Database, store: BlobStore,
                                                           ingested: list[pydicom.Dataset]) -> None:
     first = ingested[0]
     with database.session() as session:
@@ -59,7 +59,7 @@ def test_ingest_records_the_header_and_the_xds_patient_id(database: Database, st
         assert read_blob(store, row.sha256) == instance_bytes(first)
 
 
-def test_ingest_takes_the_senders_oid_when_the_instance_names_no_issuer(database: Database, store: FileBlobStore,
+def test_ingest_takes_the_senders_oid_when_the_instance_names_no_issuer(database: Database, store: BlobStore,
                                                                         caller: Caller) -> None:
     (dataset,) = make_study(n_series=1, per_series=1, patient_id="NOISSUER", issuer="")
     with database.session() as session:
@@ -68,7 +68,7 @@ def test_ingest_takes_the_senders_oid_when_the_instance_names_no_issuer(database
         assert row.patient_id == f"NOISSUER^^^&{caller.organisation_oid}&ISO"
 
 
-def test_ingesting_the_same_instance_twice_keeps_one(database: Database, store: FileBlobStore, caller: Caller,
+def test_ingesting_the_same_instance_twice_keeps_one(database: Database, store: BlobStore, caller: Caller,
                                                      ingested: list[pydicom.Dataset]) -> None:
     with database.session() as session:
         ingest_instance(session, store, io.BytesIO(instance_bytes(ingested[0])),
@@ -78,7 +78,7 @@ def test_ingesting_the_same_instance_twice_keeps_one(database: Database, store: 
 
 
 @pytest.mark.parametrize("data", [b"not DICOM at all", b"\0" * 128 + b"DICM" + b"\0" * 20])
-def test_ingest_refuses_what_is_not_dicom_and_keeps_nothing(database: Database, store: FileBlobStore,
+def test_ingest_refuses_what_is_not_dicom_and_keeps_nothing(database: Database, store: BlobStore,
                                                             caller: Caller, data: bytes) -> None:
     with pytest.raises(InvalidDicom), database.session() as session:
         ingest_instance(session, store, io.BytesIO(data), Sender(caller.organisation_id, caller.organisation_oid))
@@ -87,7 +87,7 @@ def test_ingest_refuses_what_is_not_dicom_and_keeps_nothing(database: Database, 
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # pydicom warns of the bad UID we make on purpose
-def test_ingest_refuses_a_uid_with_path_characters(database: Database, store: FileBlobStore, caller: Caller) -> None:
+def test_ingest_refuses_a_uid_with_path_characters(database: Database, store: BlobStore, caller: Caller) -> None:
     (dataset,) = make_study(n_series=1, per_series=1, patient_id="P", issuer=ISSUER)
     dataset.SOPInstanceUID = "1.2.3/../../etc"
     with pytest.raises(InvalidDicom), database.session() as session:
@@ -116,7 +116,7 @@ def test_unknown_study_has_no_manifest(database: Database, settings: Settings) -
         study_manifest(session, "1.2.3.404", settings)
 
 
-def test_publish_provides_and_registers_the_manifest(database: Database, store: FileBlobStore, settings: Settings,
+def test_publish_provides_and_registers_the_manifest(database: Database, store: BlobStore, settings: Settings,
                                                      ingested: list[pydicom.Dataset]) -> None:
     study_uid = str(ingested[0].StudyInstanceUID)
     session = database.new_session()
@@ -154,7 +154,7 @@ def test_a_provided_kos_gets_study_and_modalities_in_its_entry(provide: Provide,
 
 
 def test_a_kos_without_evidence_is_refused_and_nothing_kept(provide: Provide, database: Database,
-                                                            store: FileBlobStore, settings: Settings,
+                                                            store: BlobStore, settings: Settings,
                                                             ingested: list[pydicom.Dataset]) -> None:
     before = len(blob_files(store))
     with database.session() as session:
@@ -183,7 +183,7 @@ def _request(datasets: list[pydicom.Dataset], repository: str, syntaxes: tuple[s
         syntaxes)
 
 
-def _retrieve(database: Database, store: FileBlobStore, settings: Settings, who: Caller,
+def _retrieve(database: Database, store: BlobStore, settings: Settings, who: Caller,
               request: ImagingRequest) -> tuple[ResponseStatus, dict[str, bytes], list[str]]:
     with database.session() as session:
         result = retrieve_imaging(session, store, request, who, settings)
@@ -198,7 +198,7 @@ def _retrieve(database: Database, store: FileBlobStore, settings: Settings, who:
     return result.status, contents, [e.code.value for e in result.errors]
 
 
-def test_rad69_answers_stored_instances_as_they_are(database: Database, store: FileBlobStore, settings: Settings,
+def test_rad69_answers_stored_instances_as_they_are(database: Database, store: BlobStore, settings: Settings,
                                                     caller: Caller, ingested: list[pydicom.Dataset]) -> None:
     status, contents, errors = _retrieve(database, store, settings, caller,
                                          _request(ingested, settings.repository_unique_id))
@@ -206,7 +206,7 @@ def test_rad69_answers_stored_instances_as_they_are(database: Database, store: F
     assert contents == {str(d.SOPInstanceUID): instance_bytes(d) for d in ingested}
 
 
-def test_rad69_transcodes_when_only_another_syntax_is_accepted(database: Database, store: FileBlobStore,
+def test_rad69_transcodes_when_only_another_syntax_is_accepted(database: Database, store: BlobStore,
                                                                settings: Settings, caller: Caller,
                                                                ingested: list[pydicom.Dataset]) -> None:
     status, contents, _ = _retrieve(database, store, settings, caller,
@@ -219,7 +219,7 @@ def test_rad69_transcodes_when_only_another_syntax_is_accepted(database: Databas
     assert not any((settings.data_dir / "spool").glob("*"))   # the transcoded copies are gone
 
 
-def test_rad69_reports_a_syntax_it_cannot_produce(database: Database, store: FileBlobStore, settings: Settings,
+def test_rad69_reports_a_syntax_it_cannot_produce(database: Database, store: BlobStore, settings: Settings,
                                                   caller: Caller, ingested: list[pydicom.Dataset]) -> None:
     status, contents, errors = _retrieve(database, store, settings, caller,
                                          _request(ingested, settings.repository_unique_id, (JPEG_BASELINE,)))
@@ -227,7 +227,7 @@ def test_rad69_reports_a_syntax_it_cannot_produce(database: Database, store: Fil
     assert errors == [ErrorCode.REPOSITORY_ERROR.value] * len(ingested)
 
 
-def test_rad69_unknown_repository_wrong_series_and_unknown_instance(database: Database, store: FileBlobStore,
+def test_rad69_unknown_repository_wrong_series_and_unknown_instance(database: Database, store: BlobStore,
                                                                     settings: Settings, caller: Caller,
                                                                     ingested: list[pydicom.Dataset]) -> None:
     other_series = next(d for d in ingested if d.SeriesInstanceUID != ingested[0].SeriesInstanceUID)
@@ -243,7 +243,7 @@ def test_rad69_unknown_repository_wrong_series_and_unknown_instance(database: Da
 
 
 def test_rad69_shows_instances_to_others_only_through_a_visible_manifest(
-        provide: Provide, database: Database, store: FileBlobStore, settings: Settings, caller: Caller,
+        provide: Provide, database: Database, store: BlobStore, settings: Settings, caller: Caller,
         other_caller: Caller, ingested: list[pydicom.Dataset]) -> None:
     request = _request(ingested, settings.repository_unique_id)
     assert _retrieve(database, store, settings, other_caller, request)[0] == ResponseStatus.FAILURE

@@ -15,12 +15,11 @@ from hub.settings import Settings
 from registry.model import ExtrinsicObject
 from registry.tables import RegistryObjectRow
 from registry.vocabulary import ErrorCode
-from repository.blobstore import FileBlobStore
-from repository.model import DocumentContent, DocumentRequest, ProvideRequest
+from repository.blobstore import BlobStore
+from repository.model import DocumentContent, ProvideRequest
 from repository.registration import LocalRegistry
 from repository.tables import StoredDocument
 from repository.transactions.iti41_provide import provide_and_register
-from repository.transactions.iti43_retrieve import retrieve_documents
 from repository.xdsb import parse_provide_request
 from tests.conftest import require_samples
 from tests.factories.metadata import (
@@ -30,7 +29,7 @@ from tests.factories.metadata import (
     entry_for,
     submission,
 )
-from tests.unit.repository.conftest import BytesContent, Provide, blob_files, counts, read_blob, s3_store
+from tests.unit.repository.conftest import BytesContent, Provide, blob_files, counts, read_blob
 
 
 def codes(exc: XdsError | XdsErrorList) -> list[str]:
@@ -46,7 +45,7 @@ def stored_entry(database: Database, unique_id: str) -> RegistryObjectRow:
         return row
 
 
-def test_documents_are_stored_stamped_and_registered(provide: Provide, database: Database, store: FileBlobStore,
+def test_documents_are_stored_stamped_and_registered(provide: Provide, database: Database, store: BlobStore,
                                                      settings: Settings) -> None:
     report, image = PDF_BYTES, bytes(range(256)) * 40
     entries = [entry_for(report), entry_for(image, mime_type="image/jpeg")]
@@ -72,7 +71,7 @@ def test_hash_and_size_are_filled_in_when_the_source_leaves_them_out(provide: Pr
     assert (registered.hash, registered.size) == (hashlib.sha1(PDF_BYTES).hexdigest(), len(PDF_BYTES))
 
 
-def _refused(provide: Provide, database: Database, store: FileBlobStore, entries: list[ExtrinsicObject],
+def _refused(provide: Provide, database: Database, store: BlobStore, entries: list[ExtrinsicObject],
              documents: dict[str, bytes], **kwargs: object) -> list[str]:
     with pytest.raises((XdsError, XdsErrorList)) as caught:
         provide(submission(entries=entries), documents, **kwargs)
@@ -83,32 +82,32 @@ def _refused(provide: Provide, database: Database, store: FileBlobStore, entries
 
 
 def test_wrong_hash_is_refused_and_nothing_is_kept(provide: Provide, database: Database,
-                                                   store: FileBlobStore) -> None:
+                                                   store: BlobStore) -> None:
     entry = entry_for(PDF_BYTES, hash=hashlib.sha1(b"other bytes").hexdigest())
     assert _refused(provide, database, store, [entry], {entry.id: PDF_BYTES}) == [ErrorCode.NON_IDENTICAL_HASH]
 
 
-def test_wrong_size_is_refused(provide: Provide, database: Database, store: FileBlobStore) -> None:
+def test_wrong_size_is_refused(provide: Provide, database: Database, store: BlobStore) -> None:
     entry = entry_for(PDF_BYTES, size=len(PDF_BYTES) + 1)
     assert _refused(provide, database, store, [entry], {entry.id: PDF_BYTES}) == [ErrorCode.NON_IDENTICAL_SIZE]
 
 
 def test_a_foreign_repository_unique_id_is_refused(provide: Provide, database: Database,
-                                                   store: FileBlobStore) -> None:
+                                                   store: BlobStore) -> None:
     entry = entry_for(PDF_BYTES, repository_unique_id="1.2.3.999")
     assert _refused(provide, database, store, [entry], {entry.id: PDF_BYTES}) == \
         [ErrorCode.REPOSITORY_METADATA_ERROR]
 
 
 def test_an_entry_without_its_document_is_missing_document(provide: Provide, database: Database,
-                                                            store: FileBlobStore) -> None:
+                                                            store: BlobStore) -> None:
     with_doc, without = entry_for(PDF_BYTES), entry_for(b"never sent")
     assert _refused(provide, database, store, [with_doc, without], {with_doc.id: PDF_BYTES}) == \
         [ErrorCode.MISSING_DOCUMENT]
 
 
 def test_a_document_without_its_entry_and_a_stray_part_are_missing_metadata(
-        provide: Provide, database: Database, store: FileBlobStore) -> None:
+        provide: Provide, database: Database, store: BlobStore) -> None:
     entry = entry_for(PDF_BYTES)
     found = _refused(provide, database, store, [entry], {entry.id: PDF_BYTES, "urn:uuid:nobody": b"x"},
                      extra_parts={"stray@test": b"y"})
@@ -116,7 +115,7 @@ def test_a_document_without_its_entry_and_a_stray_part_are_missing_metadata(
 
 
 def test_a_registry_refusal_reclaims_the_stored_blobs(provide: Provide, database: Database,
-                                                      store: FileBlobStore) -> None:
+                                                      store: BlobStore) -> None:
     # Two patients in one submission: the registry refuses (XDSPatientIdDoesNotMatch) after the
     # repository stored both documents; neither may stay.
     first, second = entry_for(PDF_BYTES), entry_for(b"second document", OTHER_PATIENT)
@@ -125,7 +124,7 @@ def test_a_registry_refusal_reclaims_the_stored_blobs(provide: Provide, database
 
 
 def test_a_refused_submission_keeps_blobs_other_documents_share(provide: Provide, database: Database,
-                                                               store: FileBlobStore) -> None:
+                                                               store: BlobStore) -> None:
     kept = entry_for(PDF_BYTES)
     provide(submission(entries=[kept]), {kept.id: PDF_BYTES})
     again = entry_for(PDF_BYTES, unique_id=kept.unique_id)  # same bytes, duplicate uniqueId: refused
@@ -153,7 +152,7 @@ def _sample_body(relative: str) -> etree._Element:
 
 
 def test_the_ihe_inline_sample_reaches_the_registry_which_refuses_its_metadata(
-        database: Database, store: FileBlobStore, caller: Caller, settings: Settings) -> None:
+        database: Database, store: BlobStore, caller: Caller, settings: Settings) -> None:
     # The IHE example's metadata is refused by the registry (sourceId not an OID, 'HasMember' short
     # form; see tests/unit/registry/test_samples.py); its stored document must not stay.
     request = parse_provide_request(_sample_body("iti41/ihe-PnR-request-soap.xml"))
@@ -167,7 +166,7 @@ def test_the_ihe_inline_sample_reaches_the_registry_which_refuses_its_metadata(
 
 
 def test_the_nist_sample_with_its_documents_attached_is_stored_and_registered(
-        database: Database, store: FileBlobStore, caller: Caller, settings: Settings) -> None:
+        database: Database, store: BlobStore, caller: Caller, settings: Settings) -> None:
     request = parse_provide_request(_sample_body("iti41/nist-soap-pnr.xml"))
     contents = {"Document01": b"first document", "Document02": b"second document"}
     session = database.new_session()
@@ -182,7 +181,7 @@ def test_the_nist_sample_with_its_documents_attached_is_stored_and_registered(
     assert stored == {hashlib.sha1(data).hexdigest() for data in contents.values()}
 
 
-def test_the_nist_sample_without_documents_is_missing_document(database: Database, store: FileBlobStore,
+def test_the_nist_sample_without_documents_is_missing_document(database: Database, store: BlobStore,
                                                                caller: Caller, settings: Settings) -> None:
     request = parse_provide_request(_sample_body("iti41/nist-soap-pnr.xml"))
     session = database.new_session()
@@ -190,26 +189,3 @@ def test_the_nist_sample_without_documents_is_missing_document(database: Databas
         provide_and_register(session, store, LocalRegistry(settings), request, {}, caller, settings)
     session.close()
     assert codes(caught.value) == [ErrorCode.MISSING_DOCUMENT.value] * 2
-
-
-def test_provide_and_retrieve_on_s3_compatible_storage(aws_env: None, moto_endpoint: str, database: Database,
-                                                       caller: Caller, settings: Settings) -> None:
-    """The same pipeline on the S3 backend (moto's server stands in for a real S3-compatible store)."""
-    store = s3_store(moto_endpoint)
-    good, bad = entry_for(PDF_BYTES), entry_for(b"bad", hash="0" * 40)
-    for entry, data in ((good, PDF_BYTES), (bad, b"bad")):
-        session = database.new_session()
-        try:
-            provide_and_register(session, store, LocalRegistry(settings),
-                                 ProvideRequest(submission(entries=[entry]), [DocumentContent(entry.id, "d@x")]),
-                                 {"d@x": BytesContent(data)}, caller, settings)
-        except XdsErrorList:
-            assert entry is bad
-        finally:
-            session.close()
-    assert [address for address, _ in store.listing()] == [hashlib.sha256(PDF_BYTES).hexdigest()]
-    with database.session() as session:
-        result = retrieve_documents(session, store, [DocumentRequest(settings.repository_unique_id,
-                                                                     good.unique_id or "")], caller, settings)
-    with result.documents[0].open() as stream:
-        assert stream.read() == PDF_BYTES

@@ -6,14 +6,14 @@ from hub.db import Database
 from hub.security.identity import Caller
 from hub.settings import Settings
 from registry.vocabulary import ErrorCode, ResponseStatus
-from repository.blobstore import FileBlobStore
+from repository.blobstore import BlobStore
 from repository.model import DocumentRequest
 from repository.transactions.iti43_retrieve import retrieve_documents
 from tests.factories.metadata import PDF_BYTES, RESTRICTED, entry_for, submission
 from tests.unit.repository.conftest import Provide
 
 
-def retrieve(database: Database, store: FileBlobStore, settings: Settings, who: Caller,
+def retrieve(database: Database, store: BlobStore, settings: Settings, who: Caller,
              *requests: DocumentRequest) -> tuple[ResponseStatus, dict[str, bytes], list[str]]:
     with database.session() as session:
         result = retrieve_documents(session, store, list(requests), who, settings)
@@ -25,7 +25,7 @@ def retrieve(database: Database, store: FileBlobStore, settings: Settings, who: 
     return result.status, contents, [e.code.value for e in result.errors]
 
 
-def test_several_documents_in_one_request(provide: Provide, database: Database, store: FileBlobStore,
+def test_several_documents_in_one_request(provide: Provide, database: Database, store: BlobStore,
                                           settings: Settings, caller: Caller) -> None:
     first, second = entry_for(PDF_BYTES), entry_for(b"second")
     provide(submission(entries=[first, second]), {first.id: PDF_BYTES, second.id: b"second"})
@@ -38,7 +38,7 @@ def test_several_documents_in_one_request(provide: Provide, database: Database, 
 
 
 def test_missing_and_foreign_repository_make_a_partial_success(provide: Provide, database: Database,
-                                                               store: FileBlobStore, settings: Settings,
+                                                               store: BlobStore, settings: Settings,
                                                                caller: Caller) -> None:
     entry = entry_for(PDF_BYTES)
     provide(submission(entries=[entry]), {entry.id: PDF_BYTES})
@@ -52,7 +52,7 @@ def test_missing_and_foreign_repository_make_a_partial_success(provide: Provide,
     assert errors == [ErrorCode.MISSING_DOCUMENT, ErrorCode.UNKNOWN_REPOSITORY_ID]
 
 
-def test_nothing_found_is_a_failure(database: Database, store: FileBlobStore, settings: Settings,
+def test_nothing_found_is_a_failure(database: Database, store: BlobStore, settings: Settings,
                                     caller: Caller) -> None:
     status, contents, errors = retrieve(database, store, settings, caller,
                                         DocumentRequest(settings.repository_unique_id, "1.2.3.404"))
@@ -60,7 +60,7 @@ def test_nothing_found_is_a_failure(database: Database, store: FileBlobStore, se
 
 
 def test_a_restricted_document_is_missing_to_other_organisations(provide: Provide, database: Database,
-                                                                  store: FileBlobStore, settings: Settings,
+                                                                  store: BlobStore, settings: Settings,
                                                                   caller: Caller, other_caller: Caller) -> None:
     entry = entry_for(PDF_BYTES, confidentiality=(RESTRICTED,))
     provide(submission(entries=[entry]), {entry.id: PDF_BYTES})
@@ -69,18 +69,17 @@ def test_a_restricted_document_is_missing_to_other_organisations(provide: Provid
     assert retrieve(database, store, settings, caller, request)[1] == {entry.unique_id: PDF_BYTES}
 
 
-def test_a_lost_blob_is_a_repository_error_not_a_crash(provide: Provide, database: Database, store: FileBlobStore,
+def test_a_lost_blob_is_a_repository_error_not_a_crash(provide: Provide, database: Database, store: BlobStore,
                                                        settings: Settings, caller: Caller) -> None:
     entry = entry_for(PDF_BYTES)
     provide(submission(entries=[entry]), {entry.id: PDF_BYTES})
-    for path in store.root.rglob("*"):
-        if path.is_file():
-            path.unlink()
+    for address, _ in list(store.listing()):
+        store.delete(address)
     request = DocumentRequest(settings.repository_unique_id, entry.unique_id or "")
     assert retrieve(database, store, settings, caller, request)[2] == [ErrorCode.REPOSITORY_ERROR]
 
 
-def test_home_community_id_is_answered_when_asked(provide: Provide, database: Database, store: FileBlobStore,
+def test_home_community_id_is_answered_when_asked(provide: Provide, database: Database, store: BlobStore,
                                                   settings: Settings, caller: Caller) -> None:
     entry = entry_for(PDF_BYTES)
     provide(submission(entries=[entry]), {entry.id: PDF_BYTES})
