@@ -186,5 +186,9 @@ def _register_repository_commands() -> None:
     main.add_command(manifest)
     main.add_command(storage)
 
+    from hub.cli_audit import audit
+
+    main.add_command(audit)
+
 
 _register_repository_commands()

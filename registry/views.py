@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, Flask, Response
+from hub.audit.events import Party
+from hub.audit.message import AuditEvent, Outcome
 from lxml import etree
 from sqlalchemy.orm import Session
 
 from hub import get_settings
+from hub.audit import events
+from hub.audit.context import AuditDetails, current_details
 from hub.errors import XdsError
 from hub.security.identity import Caller
 from hub.soap.endpoint import SoapOperation, handle_soap
@@ -17,6 +23,7 @@ from registry.ebrim import (
     render_adhoc_query_response,
     render_registry_response,
 )
+from registry.model import StoredQuery, SubmitObjectsRequest
 from registry.transactions.iti18_query import run_stored_query
 from registry.transactions.iti42_register import register_document_set
 from registry.vocabulary import (
@@ -33,17 +40,54 @@ blueprint = Blueprint("registry", __name__)
 
 def _register(caller: Caller, session: Session, soap: SoapRequest) -> etree._Element:
     submission = parse_submit_objects_request(soap.body)
+    describe_submission(submission)
     register_document_set(session, submission, caller, get_settings())
     return render_registry_response(ResponseStatus.SUCCESS, [])
 
 
 def _query(caller: Caller, session: Session, soap: SoapRequest) -> etree._Element:
+    details = current_details()
+    details.query_xml = etree.tostring(soap.body)
     query = parse_adhoc_query_request(soap.body)
+    details.query_id, details.home_community_id = query.query_id, query.home
+    details.patient_id = _queried_patient(query)
     result = run_stored_query(session, query, caller, get_settings())
     session.commit()  # read-only: end the transaction (and SQLite's gate) before rendering
     if result.return_type == ReturnType.OBJECT_REF.value:
         return render_adhoc_query_response(ResponseStatus.SUCCESS, None, result.refs, [])
     return render_adhoc_query_response(ResponseStatus.SUCCESS, result.objects, None, [])
+
+
+def describe_submission(submission: SubmitObjectsRequest) -> None:
+    """The submission set and patient of a submission, for its audit record."""
+    details = current_details()
+    for package in submission.submission_sets:
+        details.submission_set_uid, details.patient_id = package.unique_id, package.patient_id
+    if details.patient_id is None and submission.document_entries:
+        details.patient_id = submission.document_entries[0].patient_id
+
+
+def _queried_patient(query: StoredQuery) -> str | None:
+    for name in ("$XDSDocumentEntryPatientId", "$XDSSubmissionSetPatientId", "$XDSFolderPatientId", "$patientId"):
+        for values in query.parameters.get(name, []):
+            for value in values:
+                return value.strip().strip("()").strip().strip("'") or None
+    return None
+
+
+def _query_audit(details: AuditDetails, requestor: Party, hub: Party, outcome: Outcome, time: datetime,
+                 source: str, description: str | None) -> AuditEvent:
+    return events.stored_query(requestor=requestor, hub=hub, outcome=outcome, time=time, source_id=source,
+                               query_id=details.query_id, query_xml=details.query_xml,
+                               patient_id=details.patient_id, home_community_id=details.home_community_id,
+                               description=description)
+
+
+def _register_audit(details: AuditDetails, requestor: Party, hub: Party, outcome: Outcome, time: datetime,
+                    source: str, description: str | None) -> AuditEvent:
+    return events.register(requestor=requestor, hub=hub, outcome=outcome, time=time, source_id=source,
+                           submission_set_uid=details.submission_set_uid, patient_id=details.patient_id,
+                           description=description)
 
 
 def _register_errors(errors: list[XdsError]) -> etree._Element:
@@ -58,9 +102,9 @@ OPERATIONS = {
     op.action: op
     for op in (
         SoapOperation("ITI-42", ACTION_REGISTER, ACTION_REGISTER_RESPONSE, "xds:register",
-                      _register, _register_errors),
+                      _register, _register_errors, _register_audit),
         SoapOperation("ITI-18", ACTION_STORED_QUERY, ACTION_STORED_QUERY_RESPONSE, "xds:query",
-                      _query, _query_errors),
+                      _query, _query_errors, _query_audit),
     )
 }
 

@@ -83,6 +83,9 @@ class RetrievedDocument:
     open: Callable[[], BinaryIO]
     home_community_id: str | None = None
     release: Callable[[], None] | None = None   # frees a temporary copy (a transcoded instance) not streamed
+    study_instance_uid: str | None = None       # RAD-69: what the audit record names
+    sop_class_uid: str | None = None
+    patient_id: str | None = None
 
 
 @dataclass

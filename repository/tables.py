@@ -32,6 +32,7 @@ class StoredDocument(Base):
     sha1: Mapped[str] = mapped_column(String(40))                      # XDSDocumentEntry.hash
     size: Mapped[int] = mapped_column(BigInteger)
     mime_type: Mapped[str] = mapped_column(String(128))
+    patient_id: Mapped[str] = mapped_column(String(256), default="", server_default="")  # for audit records
     submitter_org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
     restricted: Mapped[bool] = mapped_column(Boolean, default=False)
     stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -8,12 +8,18 @@ Retrieve answers stream each document from the blob store as an MTOM part.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from flask import Blueprint, Flask, Response, current_app
 from lxml import etree
 from sqlalchemy.orm import Session
 
 from hub import get_settings
+from hub.audit import events
+from hub.audit.context import AuditDetails, current_details
+from hub.audit.events import Party
+from hub.audit.message import AuditEvent, Outcome
+from hub.audit.web import record_transaction
 from hub.errors import XdsError
 from hub.security.identity import Caller
 from hub.soap.endpoint import SoapOperation, handle_soap
@@ -21,8 +27,10 @@ from hub.soap.envelope import SoapRequest
 from hub.soap.http import SoapReply
 from hub.soap.mtom import OutgoingPart
 from registry.ebrim import render_registry_response
+from registry.views import describe_submission
 from registry.vocabulary import ResponseStatus
 from repository.blobstore import BlobStore, open_blob_store
+from repository.imaging_entries import is_manifest_entry
 from repository.model import RetrieveResult
 from repository.registration import Registry, registry_for
 from repository.transactions.iti41_provide import provide_and_register
@@ -59,8 +67,48 @@ def registry() -> Registry:
 
 def _provide(caller: Caller, session: Session, soap: SoapRequest) -> etree._Element:
     request = parse_provide_request(soap.body)
-    provide_and_register(session, blob_store(), registry(), request, soap.attachments, caller, get_settings())
+    describe_submission(request.submission)
+    details = current_details()
+    details.transaction = "RAD-68" if any(is_manifest_entry(e) for e in request.submission.document_entries) \
+        else "ITI-41"
+    provide_and_register(session, blob_store(), registry(), request, soap.attachments, caller, get_settings(),
+                         before_commit=lambda s: record_transaction(s, _provide_audit, caller, Outcome.SUCCESS))
     return render_registry_response(ResponseStatus.SUCCESS, [])
+
+
+def _provide_audit(details: AuditDetails, requestor: Party, hub: Party, outcome: Outcome, time: datetime,
+                   source: str, description: str | None) -> AuditEvent:
+    return events.provide(requestor=requestor, hub=hub, outcome=outcome, time=time, source_id=source,
+                          submission_set_uid=details.submission_set_uid, patient_id=details.patient_id,
+                          transaction=details.transaction or "ITI-41", description=description)
+
+
+def _retrieve_audit(details: AuditDetails, requestor: Party, hub: Party, outcome: Outcome, time: datetime,
+                    source: str, description: str | None) -> AuditEvent:
+    return events.retrieve(requestor=requestor, hub=hub, outcome=outcome, time=time, source_id=source,
+                           documents=details.documents, patient_id=details.patient_id, description=description)
+
+
+def _imaging_audit(details: AuditDetails, requestor: Party, hub: Party, outcome: Outcome, time: datetime,
+                   source: str, description: str | None) -> AuditEvent:
+    return events.retrieve_imaging(requestor=requestor, hub=hub, outcome=outcome, time=time, source_id=source,
+                                   studies=details.studies, patient_id=details.patient_id, description=description)
+
+
+def _describe_retrieve(result: RetrieveResult) -> None:
+    """What the audit record of a retrieve names: the documents answered, or for RAD-69 the studies."""
+    details = current_details()
+    details.documents = [(d.document_unique_id, d.repository_unique_id, d.home_community_id)
+                         for d in result.documents]
+    studies: dict[str, list[tuple[str, str]]] = {}
+    for document in result.documents:
+        details.patient_id = details.patient_id or document.patient_id
+        if document.study_instance_uid:
+            studies.setdefault(document.study_instance_uid, []).append(
+                (document.sop_class_uid or "", document.document_unique_id))
+    details.studies = list(studies.items())
+    if result.status != ResponseStatus.SUCCESS:
+        details.outcome = int(Outcome.MINOR_FAILURE)
 
 
 def _reply(result: RetrieveResult) -> SoapReply:
@@ -72,13 +120,13 @@ def _reply(result: RetrieveResult) -> SoapReply:
 
 def _retrieve(caller: Caller, session: Session, soap: SoapRequest) -> SoapReply:
     result = retrieve_documents(session, blob_store(), parse_retrieve_request(soap.body), caller, get_settings())
-    session.commit()  # read-only: end the transaction before streaming
+    _describe_retrieve(result)
     return _reply(result)
 
 
 def _retrieve_imaging(caller: Caller, session: Session, soap: SoapRequest) -> SoapReply:
     result = retrieve_imaging(session, blob_store(), parse_imaging_request(soap.body), caller, get_settings())
-    session.commit()
+    _describe_retrieve(result)
     return _reply(result)
 
 
@@ -89,14 +137,16 @@ def _provide_errors(errors: list[XdsError]) -> etree._Element:
 REPOSITORY_OPERATIONS = {
     op.action: op
     for op in (
-        SoapOperation("ITI-41", ACTION_PROVIDE, ACTION_PROVIDE_RESPONSE, "xds:register", _provide, _provide_errors),
+        SoapOperation("ITI-41", ACTION_PROVIDE, ACTION_PROVIDE_RESPONSE, "xds:register", _provide, _provide_errors,
+                      _provide_audit),
         SoapOperation("ITI-43", ACTION_RETRIEVE, ACTION_RETRIEVE_RESPONSE, "xds:retrieve", _retrieve,
-                      render_retrieve_failure),
+                      render_retrieve_failure, _retrieve_audit),
     )
 }
 IMAGING_OPERATIONS = {
     ACTION_RETRIEVE_IMAGING: SoapOperation("RAD-69", ACTION_RETRIEVE_IMAGING, ACTION_RETRIEVE_IMAGING_RESPONSE,
-                                           "xds:retrieve", _retrieve_imaging, render_retrieve_failure),
+                                           "xds:retrieve", _retrieve_imaging, render_retrieve_failure,
+                                           _imaging_audit),
 }
 
 

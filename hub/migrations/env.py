@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-import hub.tables  # noqa: F401  (registers the tables on Base.metadata)
+import hub.audit.tables  # noqa: F401  (registers the tables on Base.metadata)
+import hub.tables  # noqa: F401
 import registry.tables  # noqa: F401
 import repository.tables  # noqa: F401
 from hub.db import Base, make_engine

@@ -258,8 +258,15 @@ def init_app(app: Flask) -> None:
 
 @blueprint.post("/oauth/token")
 def issue_token() -> Response:
+    from hub.audit.web import record_token_request
+
     server: HubAuthorizationServer = current_app.extensions[EXTENSION]
-    return server.create_token_response()  # type: ignore[no-any-return]
+    response: Response = server.create_token_response()
+    answer = response.get_json(silent=True) or {}
+    record_token_request(response.status_code, str(answer.get("scope", "")),
+                         None if response.status_code == 200 else str(answer.get("error_description")
+                                                                       or answer.get("error") or "refused"))
+    return response
 
 
 @blueprint.get("/oauth/jwks")

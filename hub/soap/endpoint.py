@@ -28,6 +28,8 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from hub import get_settings
+from hub.audit.message import Outcome
+from hub.audit.web import EventBuilder, record_failure, record_refusal, record_transaction
 from hub.db import get_session
 from hub.errors import AuthenticationFault, PayloadTooLarge, SenderFault, SoapFault, XdsError, XdsErrorList
 from hub.ops import observe_transaction
@@ -49,6 +51,7 @@ class SoapOperation:
     scope: str
     handle: Handler
     render_errors: ErrorRenderer
+    audit: EventBuilder | None = None   # the transaction's audit event (hub.audit.events)
 
 
 def _limits(max_total_bytes: int | None) -> BodyLimits:
@@ -79,6 +82,8 @@ def handle_soap(operations: dict[str, SoapOperation], max_total_bytes: int | Non
     started = time.perf_counter()
     transaction = "unknown"
     soap: SoapRequest | None = None
+    operation: SoapOperation | None = None
+    caller: Caller | None = None
     outcome = "fault"
     try:
         if peer_certificate_der() is None:
@@ -93,6 +98,7 @@ def handle_soap(operations: dict[str, SoapOperation], max_total_bytes: int | Non
         transaction = operation.transaction
         g.transaction = transaction
         if early is not None:
+            g.caller = early
             require_scope(early.scopes, operation.scope)
             caller = early
         else:
@@ -101,21 +107,31 @@ def handle_soap(operations: dict[str, SoapOperation], max_total_bytes: int | Non
         session = get_session()
         try:
             answer = operation.handle(caller, session, soap)
+            if operation.audit is not None:
+                record_transaction(session, operation.audit, caller, Outcome.SUCCESS)
             session.commit()
         except (XdsError, XdsErrorList) as exc:
             session.rollback()
             outcome = "error"
+            if operation.audit is not None:
+                record_failure(operation.audit, caller, str(exc))
             return registry_error_response(operation.render_errors, exc, operation.response_action,
                                            soap.message_id, soap.mtom)
         outcome = "success"
         return soap_response(operation.response_action, answer, soap.message_id, soap.mtom)
     except SoapFault as fault:
         _rollback()
+        if operation is not None and operation.audit is not None and caller is not None:
+            record_failure(operation.audit, caller, fault.reason, Outcome.SERIOUS_FAILURE)
+        else:   # refused before a transaction ran: certificate, token, scope, unreadable message
+            record_refusal(fault.reason, operation.transaction if operation is not None else None)
         return fault_response(fault, soap.message_id if soap else None, soap.mtom if soap else False)
     except Exception as exc:  # translated at this boundary, never leaked
         _rollback()
-        return fault_response(unexpected_fault(exc, g.get("request_id")),
-                              soap.message_id if soap else None)
+        internal = unexpected_fault(exc, g.get("request_id"))
+        if operation is not None and operation.audit is not None:
+            record_failure(operation.audit, caller, internal.reason, Outcome.MAJOR_FAILURE)
+        return fault_response(internal, soap.message_id if soap else None)
     finally:
         if soap is not None:
             soap.close()

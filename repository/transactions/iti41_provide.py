@@ -26,7 +26,7 @@ refuses.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
@@ -140,8 +140,9 @@ class Provide:
     """One Provide and Register submission; `run` stores, registers and commits, or leaves nothing."""
 
     def __init__(self, session: Session, store: BlobStore, registry: Registry, caller: Caller,
-                 settings: Settings) -> None:
+                 settings: Settings, before_commit: Callable[[Session], None] | None = None) -> None:
         self.session = session
+        self.before_commit = before_commit or (lambda session: None)
         self.store = store
         self.registry = registry
         self.caller = caller
@@ -155,10 +156,12 @@ class Provide:
             placed = [(row.unique_id, row.sha256) for row in rows]
             if self.registry.in_process:
                 self.registry.register(self.session, request.submission, self.caller)
-                self._commit(rows, references)
+                self._commit(rows, references, self.before_commit)
             else:
                 self._commit(rows, references)
                 self._register_remotely(request, [unique_id for unique_id, _ in placed])
+                self.before_commit(self.session)
+                self.session.commit()
         except BaseException:
             self.session.rollback()
             reclaim_unreferenced(self.session, self.store, self.stored)
@@ -181,7 +184,8 @@ class Provide:
             if not entry.unique_id:
                 continue  # the registry's validation reports the missing uniqueId with the rest
             rows.append(StoredDocument(unique_id=entry.unique_id, sha256=blob.sha256, sha1=blob.sha1, size=blob.size,
-                                       mime_type=entry.mime_type, submitter_org_id=self.caller.organisation_id,
+                                       mime_type=entry.mime_type, patient_id=entry.patient_id or "",
+                                       submitter_org_id=self.caller.organisation_id,
                                        restricted=is_restricted(entry, restricted_codes), stored_at=now))
             if is_manifest_entry(entry) and not errors:
                 references += self._manifest(entry, blob)
@@ -201,7 +205,8 @@ class Provide:
         describe_manifest_entry(entry, manifest, modalities_of(self.session, manifest))
         return reference_rows(entry.unique_id or "", manifest)
 
-    def _commit(self, rows: list[StoredDocument], references: list[ManifestReference]) -> None:
+    def _commit(self, rows: list[StoredDocument], references: list[ManifestReference],
+                before_commit: Callable[[Session], None] | None = None) -> None:
         try:
             self.session.add_all(rows)
             self.session.flush()
@@ -209,6 +214,8 @@ class Provide:
             raise DuplicateUniqueIdInRegistry("a document with this uniqueId is already stored in this repository",
                                               ", ".join(row.unique_id for row in rows)) from None
         self.session.add_all(references)
+        if before_commit is not None:
+            before_commit(self.session)   # e.g. the audit record, in the same transaction
         self.session.commit()
 
     def _register_remotely(self, request: ProvideRequest, unique_ids: list[str]) -> None:
@@ -231,5 +238,7 @@ class Provide:
 
 
 def provide_and_register(session: Session, store: BlobStore, registry: Registry, request: ProvideRequest,
-                         attachments: Mapping[str, Content], caller: Caller, settings: Settings) -> None:
-    Provide(session, store, registry, caller, settings).run(request, attachments)
+                         attachments: Mapping[str, Content], caller: Caller, settings: Settings,
+                         before_commit: Callable[[Session], None] | None = None) -> None:
+    """Store, register and commit; `before_commit` adds to the final transaction (the audit record)."""
+    Provide(session, store, registry, caller, settings, before_commit).run(request, attachments)

@@ -49,5 +49,6 @@ def retrieve_documents(session: Session, store: BlobStore, requests: Sequence[Do
         result.documents.append(RetrievedDocument(
             repository_unique_id=settings.repository_unique_id, document_unique_id=uid, mime_type=row.mime_type,
             size=row.size, open=partial(store.open, row.sha256),
-            home_community_id=settings.home_community_id if request.home_community_id else None))
+            home_community_id=settings.home_community_id if request.home_community_id else None,
+            patient_id=row.patient_id or None))
     return result

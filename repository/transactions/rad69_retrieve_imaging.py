@@ -119,7 +119,7 @@ class RetrieveImaging:
         if target == instance.transfer_syntax_uid:
             result.documents.append(RetrievedDocument(
                 self.settings.repository_unique_id, uid, DICOM, instance.size,
-                partial(self.store.open, instance.sha256), home))
+                partial(self.store.open, instance.sha256), home, None, *_described(instance)))
             return
         try:
             size, stream = _transcoded(self.store, instance, target, self.spool_dir)
@@ -128,7 +128,12 @@ class RetrieveImaging:
             return
         # The temporary file is handed out once and closed (so removed) by whoever streams it.
         result.documents.append(RetrievedDocument(
-            self.settings.repository_unique_id, uid, DICOM, size, partial(_rewound, stream), home, stream.close))
+            self.settings.repository_unique_id, uid, DICOM, size, partial(_rewound, stream), home, stream.close,
+            *_described(instance)))
+
+
+def _described(instance: DicomInstance) -> tuple[str, str, str]:
+    return instance.study_instance_uid, instance.sop_class_uid, instance.patient_id
 
 
 def _rewound(stream: BinaryIO) -> BinaryIO:

@@ -21,6 +21,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from hub.audit.tables import AuditRecord
 from hub.client import HubClient
 from hub.db import Database
 from hub.soap.envelope import render_envelope, serialize
@@ -116,6 +117,17 @@ def unchanged(running_hub: RunningHub) -> Iterator[None]:
     assert stored(running_hub) == before
 
 
+def audit_records(hub: RunningHub, **filters: str) -> list[AuditRecord]:
+    database = Database(hub.settings.database_url)
+    try:
+        with database.session() as session:
+            rows = list(session.scalars(select(AuditRecord).filter_by(**filters).order_by(AuditRecord.seq)))
+            session.expunge_all()
+    finally:
+        database.dispose()
+    return rows
+
+
 def parts_of(retrieved: Retrieved) -> dict[str, bytes]:
     return {cid: attachment.open().read() for cid, attachment in retrieved.answer.attachments.items()}
 
@@ -172,6 +184,14 @@ def test_provide_query_and_retrieve_a_study_and_its_report(running_hub: RunningH
         assert {uid: images.read(uid) for uid in study.instances} == study.instances
     finally:
         images.close()
+
+    # Each transaction left its audit record: who, which patient, which study.
+    trail = audit_records(running_hub, patient_id=study.patient_id)
+    assert {("RAD-68", running_hub.oids["Org A"]), ("ITI-18", running_hub.oids["Org B"]),
+            ("ITI-43", running_hub.oids["Org B"]), ("RAD-69", running_hub.oids["Org B"])} <= \
+        {(r.event_type, r.organisation_oid) for r in trail}
+    (imaging,) = [r for r in trail if r.event_type == "RAD-69"]
+    assert imaging.study_uid == study.uid and all(uid in imaging.message for uid in study.instances)
 
 
 def test_rad69_transcodes_to_an_asked_syntax(running_hub: RunningHub, study: Study, consumer: HubClient) -> None:

@@ -1,0 +1,115 @@
+"""Appending to the audit chain, in the caller's database transaction.
+
+`append` takes a rendered audit message and its indexed fields, locks the
+chain head (SELECT ... FOR UPDATE on PostgreSQL; SQLite serialises writers
+already), and writes the record with seq = head + 1 and
+hash = SHA-256(prev_hash, canonical content). It never commits: the record
+commits or rolls back with the effect it describes (DESIGN: "Every
+transaction writes one audit record, in the same database transaction where
+it changes data").
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.audit.tables import GENESIS_HASH, AuditCheckpoint, AuditHead, AuditRecord
+
+CHECKPOINT_EVERY = 100
+HEAD_ID = 1
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What one audit record says: the message and the fields compliance queries filter on."""
+
+    event_id: str
+    event_type: str
+    action: str
+    outcome: int
+    message: str
+    organisation_oid: str = ""
+    user_id: str = ""
+    client_address: str = ""
+    patient_id: str = ""
+    study_uid: str = ""
+
+
+def content_hash(prev_hash: str, seq: int, recorded_at: datetime, entry: Entry) -> str:
+    """SHA-256 over the previous hash and the record's content, in a canonical JSON form."""
+    # SQLite gives timestamps back without their zone; they were written in UTC.
+    stamp = recorded_at if recorded_at.tzinfo is not None else recorded_at.replace(tzinfo=UTC)
+    canonical = json.dumps({
+        "seq": seq, "recorded_at": stamp.astimezone(UTC).isoformat(timespec="microseconds"),
+        "event_id": entry.event_id, "event_type": entry.event_type, "action": entry.action,
+        "outcome": entry.outcome, "organisation_oid": entry.organisation_oid, "user_id": entry.user_id,
+        "client_address": entry.client_address, "patient_id": entry.patient_id, "study_uid": entry.study_uid,
+        "message": entry.message,
+    }, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+
+
+def record_hash(record: AuditRecord) -> str:
+    """The hash a stored record should carry, recomputed from its columns."""
+    entry = Entry(record.event_id, record.event_type, record.action, record.outcome, record.message,
+                  record.organisation_oid, record.user_id, record.client_address, record.patient_id,
+                  record.study_uid)
+    return content_hash(record.prev_hash, record.seq, record.recorded_at, entry)
+
+
+def checkpoint_payload(seq: int, chain_hash: str) -> bytes:
+    return f"xdshub-audit-checkpoint:{seq}:{chain_hash}".encode()
+
+
+def sign_checkpoint(key_path: Path, seq: int, chain_hash: str) -> str:
+    key = load_pem_private_key(key_path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{key_path} is not an EC private key")
+    return base64.b64encode(key.sign(checkpoint_payload(seq, chain_hash), ec.ECDSA(hashes.SHA256()))).decode()
+
+
+def _head(session: Session) -> AuditHead:
+    """The chain head, locked for this transaction (created on first use, race-free)."""
+    query = select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
+    head = session.scalar(query)
+    if head is None:
+        if session.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        session.execute(insert(AuditHead).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH)
+                        .on_conflict_do_nothing(index_elements=["id"]))
+        head = session.scalar(query)
+        assert head is not None
+    return head
+
+
+def append(session: Session, entry: Entry, signing_key: Path | None = None,
+           now: datetime | None = None) -> AuditRecord:
+    """Write the next record of the chain in the caller's transaction (no commit)."""
+    head = _head(session)
+    recorded_at = (now or datetime.now(UTC)).astimezone(UTC)
+    seq = head.seq + 1
+    chain_hash = content_hash(head.hash, seq, recorded_at, entry)
+    record = AuditRecord(seq=seq, recorded_at=recorded_at, event_id=entry.event_id, event_type=entry.event_type,
+                         action=entry.action, outcome=entry.outcome, organisation_oid=entry.organisation_oid,
+                         user_id=entry.user_id, client_address=entry.client_address, patient_id=entry.patient_id,
+                         study_uid=entry.study_uid, message=entry.message, prev_hash=head.hash, hash=chain_hash)
+    session.add(record)
+    head.seq, head.hash = seq, chain_hash
+    if signing_key is not None and seq % CHECKPOINT_EVERY == 0:
+        session.add(AuditCheckpoint(seq=seq, hash=chain_hash, signature=sign_checkpoint(signing_key, seq, chain_hash),
+                                    signed_at=recorded_at))
+    session.flush()
+    return record

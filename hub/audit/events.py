@@ -1,0 +1,228 @@
+"""One builder per audit event of the hub, with the participants and objects IHE prescribes.
+
+Every builder takes plain values (no Flask, no lxml) and returns an
+`AuditEvent` (DICOM PS3.15 A.5.1) recorded by the hub in its server-side role:
+
+    builder           transaction, hub's actor                  EventID            action  objects
+    stored_query      ITI-18, Document Registry                 110112 Query       E       patient?, query
+    register          ITI-42, Document Registry                 110107 Import      C       patient?, submission set?
+    provide           ITI-41 / RAD-68, Document Repository      110107 Import      C       patient?, submission set?
+    retrieve          ITI-43, Document Repository               110106 Export      R       patient?, document*
+    retrieve_imaging  RAD-69, Imaging Document Source           110106 Export      R       patient?, study*
+    token_issued      token endpoint (OAuth 2.0 client creds.)  110114 User Auth.  E       client
+    security_alert    a call refused before a transaction ran   110113 Sec. Alert  E       alert subject
+
+Active participants: the requestor is the Source (UserIsRequestor true, role
+110153 "Source Role ID"), the hub the Destination (role 110152 "Destination
+Role ID"); on exports (ITI-43, RAD-69) the hub sends, so it is the Source and
+the requestor the Destination, still UserIsRequestor. The patient is object type 1 (person), role 1 (patient), ID type
+RFC-3881 "2"; a submission set is type 2, role 20 (job), ID type its
+classification node (ITI TF-2 3.41 and 3.42 audit record considerations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from hub.audit import codes
+from hub.audit.codes import CodedValue, ObjectRole, ObjectType
+from hub.audit.message import Action, ActiveParticipant, AuditEvent, Outcome, ParticipantObject
+
+QUERY_ENCODING = "UTF-8"   # the encoding of the AdhocQueryRequest bytes the hub records (ITI TF-2 3.18 audit)
+
+
+@dataclass(frozen=True)
+class Party:
+    """Who is on one side of a transaction.
+
+    For a calling organisation `user_id` is its OID, `name` its name and
+    `alternative_id` its OAuth client id; for the hub `user_id` is the URL of
+    the endpoint called. `address` is an IP address or a host name.
+    """
+
+    user_id: str
+    address: str | None = None
+    name: str | None = None
+    alternative_id: str | None = None
+
+
+def _source(party: Party) -> ActiveParticipant:
+    return ActiveParticipant(user_id=party.user_id, requestor=True, role=codes.SOURCE_ROLE,
+                             alternative_user_id=party.alternative_id, user_name=party.name,
+                             network_access_point=party.address)
+
+
+def _destination(party: Party) -> ActiveParticipant:
+    return ActiveParticipant(user_id=party.user_id, requestor=False, role=codes.DESTINATION_ROLE,
+                             alternative_user_id=party.alternative_id, user_name=party.name,
+                             network_access_point=party.address)
+
+
+def _patient(patient_id: str | None) -> tuple[ParticipantObject, ...]:
+    if not patient_id:
+        return ()
+    return (ParticipantObject(patient_id, ObjectType.PERSON, ObjectRole.PATIENT, codes.PATIENT_NUMBER),)
+
+
+def _submission_set(uid: str | None) -> tuple[ParticipantObject, ...]:
+    if not uid:
+        return ()
+    return (ParticipantObject(uid, ObjectType.SYSTEM_OBJECT, ObjectRole.JOB, codes.SUBMISSION_SET),)
+
+
+def _event(event_id: CodedValue, action: Action, type_code: CodedValue, *, requestor: Party, hub: Party,
+           outcome: Outcome, time: datetime, source_id: str, objects: tuple[ParticipantObject, ...],
+           description: str | None, exporting: bool = False) -> AuditEvent:
+    """`exporting`: the hub sends data to the requestor (ITI-43, RAD-69), so the hub is the Source and the
+    requestor the Destination (ITI TF-2 3.43.5.1.2), the requestor still UserIsRequestor."""
+    if exporting:
+        participants = (replace(_destination(hub), role=codes.SOURCE_ROLE),
+                        replace(_source(requestor), role=codes.DESTINATION_ROLE))
+    else:
+        participants = (_source(requestor), _destination(hub))
+    return AuditEvent(event_id=event_id, action=action, outcome=Outcome(outcome), time=time, type_codes=(type_code,),
+                      participants=participants, source_id=source_id, objects=objects,
+                      outcome_description=description)
+
+
+def stored_query(*, requestor: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str, query_id: str,
+                 query_xml: bytes, patient_id: str | None, home_community_id: str | None,
+                 description: str | None = None) -> AuditEvent:
+    """ITI-18 Registry Stored Query, Document Registry audit message (ITI TF-2 3.18, Security Considerations).
+
+    The query object: type 2, role 24 (query), ID type the ITI-18 code, ID the
+    stored query UUID, ParticipantObjectQuery the AdhocQueryRequest, details
+    QueryEncoding and, when the request named one, ihe:homeCommunityID.
+    """
+    details: tuple[tuple[str, bytes], ...] = ((codes.QUERY_ENCODING, QUERY_ENCODING.encode()),)
+    if home_community_id:
+        details += ((codes.HOME_COMMUNITY_ID, home_community_id.encode()),)
+    query = ParticipantObject(query_id, ObjectType.SYSTEM_OBJECT, ObjectRole.QUERY, codes.transaction("ITI-18"),
+                              query=query_xml, details=details)
+    return _event(codes.QUERY, Action.EXECUTE, codes.transaction("ITI-18"), requestor=requestor, hub=hub,
+                  outcome=outcome, time=time, source_id=source_id, objects=_patient(patient_id) + (query,),
+                  description=description)
+
+
+def register(*, requestor: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str,
+             submission_set_uid: str | None, patient_id: str | None, description: str | None = None) -> AuditEvent:
+    """ITI-42 Register Document Set-b, Document Registry audit message (ITI TF-2 3.42, Security Considerations)."""
+    return _event(codes.IMPORT, Action.CREATE, codes.transaction("ITI-42"), requestor=requestor, hub=hub,
+                  outcome=outcome, time=time, source_id=source_id,
+                  objects=_patient(patient_id) + _submission_set(submission_set_uid), description=description)
+
+
+PROVIDE_TRANSACTIONS = ("ITI-41", "RAD-68")
+
+
+def provide(*, requestor: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str,
+            submission_set_uid: str | None, patient_id: str | None, transaction: str = "ITI-41",
+            description: str | None = None) -> AuditEvent:
+    """ITI-41 Provide and Register Document Set-b, or RAD-68 for imaging, Document Repository audit message.
+
+    ITI TF-2 3.41 Security Considerations; RAD TF-3 4.68 audits RAD-68 the same
+    way with its own event type code.
+    """
+    if transaction not in PROVIDE_TRANSACTIONS:
+        raise ValueError(f"provide audits {' or '.join(PROVIDE_TRANSACTIONS)}, not {transaction!r}")
+    return _event(codes.IMPORT, Action.CREATE, codes.transaction(transaction), requestor=requestor, hub=hub,
+                  outcome=outcome, time=time, source_id=source_id,
+                  objects=_patient(patient_id) + _submission_set(submission_set_uid), description=description)
+
+
+def retrieve(*, requestor: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str,
+             documents: Sequence[tuple[str, str, str | None]], patient_id: str | None,
+             description: str | None = None) -> AuditEvent:
+    """ITI-43 Retrieve Document Set, Document Repository audit message (ITI TF-2 3.43, Security Considerations).
+
+    `documents` are (document unique id, repository unique id, home community
+    id or None); each is an object of type 2, role 3 (report), ID type
+    RFC-3881 "9", with the details "Repository Unique Id" and ihe:homeCommunityID.
+    """
+    objects = _patient(patient_id)
+    for document_uid, repository_uid, home_community_id in documents:
+        details: tuple[tuple[str, bytes], ...] = ((codes.REPOSITORY_UNIQUE_ID, repository_uid.encode()),)
+        if home_community_id:
+            details += ((codes.HOME_COMMUNITY_ID, home_community_id.encode()),)
+        objects += (ParticipantObject(document_uid, ObjectType.SYSTEM_OBJECT, ObjectRole.REPORT, codes.REPORT_NUMBER,
+                                      details=details),)
+    return _event(codes.EXPORT, Action.READ, codes.transaction("ITI-43"), requestor=requestor, hub=hub,
+                  outcome=outcome, time=time, source_id=source_id, objects=objects, description=description,
+                  exporting=True)
+
+
+def _by_sop_class(instances: Sequence[tuple[str, str]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    grouped: dict[str, list[str]] = {}
+    for sop_class, sop_instance in instances:
+        grouped.setdefault(sop_class, []).append(sop_instance)
+    return tuple((sop_class, tuple(uids)) for sop_class, uids in grouped.items())
+
+
+def retrieve_imaging(*, requestor: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str,
+                     studies: Sequence[tuple[str, Sequence[tuple[str, str]]]], patient_id: str | None,
+                     description: str | None = None) -> AuditEvent:
+    """RAD-69 Retrieve Imaging Document Set, Imaging Document Source audit message (RAD TF-3 4.69).
+
+    `studies` are (Study Instance UID, [(SOP Class UID, SOP Instance UID), ...]);
+    each study is an object of type 2, role 3, ID type DCM 110180, whose
+    ParticipantObjectDescription lists the instances sent by SOP class.
+    """
+    objects = _patient(patient_id) + tuple(
+        ParticipantObject(study_uid, ObjectType.SYSTEM_OBJECT, ObjectRole.REPORT, codes.STUDY_INSTANCE_UID,
+                          sop_classes=_by_sop_class(instances))
+        for study_uid, instances in studies)
+    return _event(codes.EXPORT, Action.READ, codes.transaction("RAD-69"), requestor=requestor, hub=hub,
+                  outcome=outcome, time=time, source_id=source_id, objects=objects, description=description,
+                  exporting=True)
+
+
+def token_issued(*, requestor: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str, client_id: str,
+                 scopes: str, description: str | None = None) -> AuditEvent:
+    """A token request, granted or refused: User Authentication, type Login (PS3.15 A.5.3 "User Authentication").
+
+    The OAuth client is the authenticated participant (its client id as
+    AlternativeUserID) and the object: type 2, role 11 (security user entity),
+    ID type RFC-3881 "11", with the requested scopes as a "scope" detail.
+    """
+    source = _source(requestor)
+    if not source.alternative_user_id:
+        source = replace(source, alternative_user_id=client_id)
+    details = ((codes.OAUTH_SCOPE, scopes.encode()),) if scopes else ()
+    client = ParticipantObject(client_id, ObjectType.SYSTEM_OBJECT, ObjectRole.SECURITY_USER_ENTITY,
+                               codes.USER_IDENTIFIER, details=details)
+    return AuditEvent(event_id=codes.USER_AUTHENTICATION, action=Action.EXECUTE, outcome=Outcome(outcome), time=time,
+                      type_codes=(codes.LOGIN,), participants=(source, _destination(hub)), source_id=source_id,
+                      objects=(client,), outcome_description=description)
+
+
+def alert_type(reason: str) -> CodedValue:
+    """The PS3.16 CID 403 Security Alert type of a refusal, from its reason.
+
+    A missing or unregistered client certificate is a failed node
+    authentication (110126 "Node Authentication"). Every other refusal (no,
+    invalid, expired or foreign token, token bound to another certificate,
+    scope not granted) is an attempt to use a function the caller has no
+    right to (110132 "Use of Restricted Function"); CID 403 has no closer code.
+    """
+    if "client certificate" in reason.lower():
+        return codes.NODE_AUTHENTICATION
+    return codes.USE_OF_RESTRICTED_FUNCTION
+
+
+def security_alert(*, requestor: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str, reason: str,
+                   transaction: str | None, path: str, kind: CodedValue | None = None) -> AuditEvent:
+    """A call refused before any transaction ran: Security Alert (PS3.15 A.5.3 "Security Alert").
+
+    EventTypeCode is `kind`, else `alert_type(reason)`. The alert subject is the
+    endpoint called (type 2, ID type RFC-3881 "12" URI) with the reason as its
+    "Alert Description" and the transaction attempted, when known, as an
+    "IHE Transaction" detail; the reason is the EventOutcomeDescription too.
+    """
+    details: tuple[tuple[str, bytes], ...] = ((codes.ALERT_DESCRIPTION, reason.encode("utf-8", "replace")),)
+    if transaction:
+        details += ((codes.IHE_TRANSACTION, transaction.encode("utf-8", "replace")),)
+    subject = ParticipantObject(path, ObjectType.SYSTEM_OBJECT, None, codes.URI, details=details)
+    return _event(codes.SECURITY_ALERT, Action.EXECUTE, kind or alert_type(reason), requestor=requestor, hub=hub,
+                  outcome=outcome, time=time, source_id=source_id, objects=(subject,), description=reason)
