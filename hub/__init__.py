@@ -15,6 +15,7 @@ from hub.settings import Settings, load_settings
 
 def create_app(settings: Settings | None = None, database: Any | None = None) -> Flask:
     from hub import db, logs, ops, problems
+    from hub.audit import api as audit_api
     from hub.security import oauth
     from registry import views as registry_views
     from repository import views as repository_views
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None, database: Any | None = None) ->
     oauth.init_app(app)
     registry_views.init_app(app)
     repository_views.init_app(app)
+    audit_api.init_app(app)
     return app
 
 

@@ -31,6 +31,8 @@ FIELD_DOCS = {
     "max_upload_bytes": "largest MTOM request (documents included) accepted by POST /xds/repository",
     "registry_url": "ITI-42 endpoint of the registry this repository registers with; empty: this hub's own",
     "registry_bundle": "client bundle folder (from `xdshub org add` at that registry) for mTLS and OAuth",
+    "audit_collectors": "ATNA syslog collectors (host:port) the audit trail is sent to over TLS (RFC 5425)",
+    "audit_collector_ca": "PEM bundle of CAs that sign the collectors' certificates",
     "max_query_results": "stored queries matching more objects answer XDSTooManyResults",
     "token_lifetime": "access token lifetime in seconds",
     "server_cert": "PEM of the HTTPS server certificate (chain)",
@@ -69,6 +71,8 @@ class Settings:
     max_upload_bytes: int = 4 * 1024 * 1024 * 1024
     registry_url: str = ""
     registry_bundle: Path = Path("registry-client")
+    audit_collectors: tuple[str, ...] = ()
+    audit_collector_ca: Path = Path("pki/trusted-ca.crt")
     max_query_results: int = 1000
     token_lifetime: int = 300
     server_cert: Path = Path("pki/server.crt")

@@ -67,3 +67,13 @@ class AuditCheckpoint(Base):
     hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(Text)               # base64 DER
     signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditExportCursor(Base):
+    """How far each syslog collector has been sent the chain (ITI-20): the last delivered seq."""
+
+    __tablename__ = "audit_export_cursors"
+
+    collector: Mapped[str] = mapped_column(String(256), primary_key=True)   # host:port
+    last_seq: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

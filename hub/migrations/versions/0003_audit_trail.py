@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-29 04:12:49.236817
+Create Date: 2026-11-29 04:22:46.604770
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ def upgrade() -> None:
     sa.Column('signature', sa.Text(), nullable=False),
     sa.Column('signed_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_audit_checkpoints'))
+    )
+    op.create_table('audit_export_cursors',
+    sa.Column('collector', sa.String(length=256), nullable=False),
+    sa.Column('last_seq', sa.Integer(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('collector', name=op.f('pk_audit_export_cursors'))
     )
     op.create_table('audit_head',
     sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
@@ -55,7 +61,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_audit_records_study_uid', ['study_uid'], unique=False)
 
     with op.batch_alter_table('repository_documents', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('patient_id', sa.String(length=256), nullable=False, server_default=''))
+        batch_op.add_column(sa.Column('patient_id', sa.String(length=256), server_default='', nullable=False))
 
     # ### end Alembic commands ###
 
@@ -73,5 +79,6 @@ def downgrade() -> None:
 
     op.drop_table('audit_records')
     op.drop_table('audit_head')
+    op.drop_table('audit_export_cursors')
     op.drop_table('audit_checkpoints')
     # ### end Alembic commands ###
