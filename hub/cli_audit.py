@@ -41,3 +41,57 @@ def verify(data_dir: Path | None) -> None:
         click.echo(f"audit chain broken: {result.problem} ({result.records} records read)", err=True)
         raise SystemExit(1)
     click.echo(f"audit chain intact: {result.records} records, {result.checkpoints} signed checkpoints")
+
+
+@audit.command("archive")
+@click.option("--before", required=True, help="archive the records older than this ISO 8601 date-time")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="folder of the archive files (default DIR/audit-archive)")
+@DATA_DIR
+def archive_records(before: str, out_dir: Path | None, data_dir: Path | None) -> None:
+    """Move old records to an archive file; what remains still verifies."""
+    from datetime import UTC, datetime
+
+    from hub.audit.retention import archive
+    from hub.db import Database
+
+    try:
+        cutoff = datetime.fromisoformat(before.replace("Z", "+00:00"))
+    except ValueError:
+        raise fail(f"--before must be an ISO 8601 date-time, got {before!r}") from None
+    cutoff = cutoff if cutoff.tzinfo else cutoff.replace(tzinfo=UTC)
+    settings = initialised_settings(data_dir)
+    database = Database(settings.database_url)
+    try:
+        with database.session() as session:
+            done = archive(session, cutoff, out_dir or settings.data_dir / "audit-archive",
+                           settings.path(settings.signing_key))
+    except database_errors() as exc:
+        raise database_failure(exc) from exc
+    finally:
+        database.dispose()
+    if done is None:
+        click.echo(f"no audit record older than {cutoff.isoformat()} to archive")
+    else:
+        click.echo(f"archived records {done.first_seq}-{done.last_seq} to {done.path}")
+
+
+@audit.command("verify-archive")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@DATA_DIR
+def verify_archive_file(path: Path, data_dir: Path | None) -> None:
+    """Walk an archive file's chain and checkpoints with the hub's key."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from hub.audit.retention import verify_archive
+
+    settings = initialised_settings(data_dir)
+    key = load_pem_private_key(settings.path(settings.signing_key).read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise fail("the signing key is not an EC key")
+    problem = verify_archive(path, key.public_key())
+    if problem is not None:
+        click.echo(f"audit archive broken: {problem}", err=True)
+        raise SystemExit(1)
+    click.echo(f"audit archive intact: {path.name}")

@@ -77,3 +77,20 @@ class AuditExportCursor(Base):
     collector: Mapped[str] = mapped_column(String(256), primary_key=True)   # host:port
     last_seq: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditArchive(Base):
+    """Where the chain in the database begins after retention moved older records to an archive file.
+
+    `seq` and `hash` are those of the last archived record: verification of
+    what remains starts from them. The pair is signed like a checkpoint, so
+    the starting point cannot be moved without the hub's key.
+    """
+
+    __tablename__ = "audit_archives"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(Text)
+    file_name: Mapped[str] = mapped_column(String(512))
+    archived_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

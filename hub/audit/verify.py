@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.audit.chain import HEAD_ID, checkpoint_payload, record_hash
-from hub.audit.tables import GENESIS_HASH, AuditCheckpoint, AuditHead, AuditRecord
+from hub.audit.tables import GENESIS_HASH, AuditArchive, AuditCheckpoint, AuditHead, AuditRecord
 
 PAGE = 5000
 
@@ -59,9 +59,9 @@ def _records(session: Session) -> Iterator[AuditRecord]:
         session.expunge_all()
 
 
-def _walk(session: Session) -> tuple[int, int, str, Problem | None]:
-    """(records seen, last seq, last hash, first problem)."""
-    expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
+def _walk(session: Session, start_seq: int, start_hash: str) -> tuple[int, int, str, Problem | None]:
+    """(records seen, last seq, last hash, first problem), from the chain's start (genesis or last archive)."""
+    expected_seq, prev_hash, count = start_seq + 1, start_hash, 0
     for record in _records(session):
         count += 1
         if record.seq != expected_seq:
@@ -77,7 +77,13 @@ def _walk(session: Session) -> tuple[int, int, str, Problem | None]:
 
 
 def verify_chain(session: Session, public_key: ec.EllipticCurvePublicKey) -> Verification:
-    count, last_seq, last_hash, problem = _walk(session)
+    from hub.audit.retention import chain_start
+
+    start_seq, start_hash = chain_start(session)
+    problem = _archive_problem(session, public_key)
+    if problem is not None:
+        return Verification(0, 0, problem)
+    count, last_seq, last_hash, problem = _walk(session, start_seq, start_hash)
     checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)))
     if problem is None:
         head = session.scalar(select(AuditHead).where(AuditHead.id == HEAD_ID))
@@ -91,15 +97,36 @@ def verify_chain(session: Session, public_key: ec.EllipticCurvePublicKey) -> Ver
     return Verification(count, len(checkpoints), problem)
 
 
+def signature_valid(public_key: ec.EllipticCurvePublicKey, seq: int, chain_hash: str, signature: str) -> bool:
+    try:
+        public_key.verify(base64.b64decode(signature), checkpoint_payload(seq, chain_hash), ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def checkpoint_problem(public_key: ec.EllipticCurvePublicKey, seq: int, chain_hash: str, signature: str,
+                       record_hash: str | None) -> str | None:
+    if not signature_valid(public_key, seq, chain_hash, signature):
+        return f"record {seq}: its signed checkpoint does not verify with the hub's key"
+    if record_hash != chain_hash:
+        return f"record {seq}: differs from its signed checkpoint (the chain was rewritten up to here)"
+    return None
+
+
+def _archive_problem(session: Session, public_key: ec.EllipticCurvePublicKey) -> Problem | None:
+    for base in session.scalars(select(AuditArchive).order_by(AuditArchive.seq)):
+        if not signature_valid(public_key, base.seq, base.hash, base.signature):
+            return Problem(base.seq, f"the signed start of the chain after archive {base.file_name} does not verify")
+    return None
+
+
 def _check_checkpoints(session: Session, checkpoints: list[AuditCheckpoint],
                        public_key: ec.EllipticCurvePublicKey) -> Problem | None:
     for checkpoint in checkpoints:
-        try:
-            public_key.verify(base64.b64decode(checkpoint.signature),
-                              checkpoint_payload(checkpoint.seq, checkpoint.hash), ec.ECDSA(hashes.SHA256()))
-        except (InvalidSignature, ValueError):
-            return Problem(checkpoint.seq, "its signed checkpoint does not verify with the hub's key")
         record = session.get(AuditRecord, checkpoint.seq)
-        if record is None or record.hash != checkpoint.hash:
-            return Problem(checkpoint.seq, "differs from its signed checkpoint (the chain was rewritten up to here)")
+        text = checkpoint_problem(public_key, checkpoint.seq, checkpoint.hash, checkpoint.signature,
+                                  record.hash if record is not None else None)
+        if text is not None:
+            return Problem(checkpoint.seq, text.split(": ", 1)[1])
     return None

@@ -168,3 +168,39 @@ def test_concurrent_transactions_append_one_chain(database: Database,
     with database.session() as session:
         result = verify_chain(session, key[1])
     assert (result.records, result.problem) == (60, None)
+
+
+def test_retention_moves_old_records_and_both_parts_still_verify(
+        database: Database, key: Key, fill: Fill, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from hub.audit.retention import archive, verify_archive
+
+    fill(CHECKPOINT_EVERY + 30)
+    with database.session() as session:
+        cut = session.get(AuditRecord, 120)
+        assert cut is not None
+        before = cut.recorded_at if cut.recorded_at.tzinfo else cut.recorded_at.replace(tzinfo=UTC)
+        done = archive(session, before, tmp_path / "archive", key[0])
+    assert done is not None and (done.first_seq, done.last_seq) == (1, 119)
+    assert verify_archive(done.path, key[1]) is None
+    assert problem(database, key) == "intact"
+    fill(5)
+    assert problem(database, key) == "intact"
+    with database.session() as session:
+        assert session.scalar(select(AuditRecord.seq).order_by(AuditRecord.seq).limit(1)) == 120
+        again = archive(session, datetime.now(UTC) + timedelta(days=1), tmp_path / "archive", key[0])
+    assert again is not None and again.first_seq == 120
+    assert verify_archive(again.path, key[1]) is None and problem(database, key) == "intact"
+
+    lines = done.path.read_text().splitlines()
+    lines[5] = lines[5].replace('"outcome": 0', '"outcome": 8')
+    done.path.write_text("\n".join(lines) + "\n")
+    assert verify_archive(done.path, key[1]) == "record 5: edited"
+
+
+def test_records_deleted_without_an_archive_are_caught(database: Database, key: Key, fill: Fill) -> None:
+    fill(10)
+    with database.session() as session:
+        session.execute(delete(AuditRecord).where(AuditRecord.seq <= 3))
+    assert problem(database, key).startswith("record 1: deleted")
