@@ -16,6 +16,7 @@ from hub.settings import Settings, load_settings
 def create_app(settings: Settings | None = None, database: Any | None = None) -> Flask:
     from hub import db, logs, ops, problems
     from hub.audit import api as audit_api
+    from hub.audit import fhir as audit_fhir
     from hub.security import oauth
     from registry import views as registry_views
     from repository import views as repository_views
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, database: Any | None = None) ->
     registry_views.init_app(app)
     repository_views.init_app(app)
     audit_api.init_app(app)
+    audit_fhir.init_app(app)
     return app
 
 

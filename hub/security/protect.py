@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import request
+from flask import g, request
 from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
 
@@ -169,9 +169,7 @@ def authenticate(scope: str | None) -> Caller:
     if _organisation_of_client(client_id) != organisation.id:
         raise AuthenticationFault("the access token's client is no longer registered")
     scopes = frozenset(str(claims.get("scope", "")).split())
-    if scope is not None:
-        require_scope(scopes, scope)
-    return Caller(
+    caller = Caller(
         organisation_id=organisation.id,
         organisation_oid=organisation.oid,
         organisation_name=organisation.name,
@@ -179,3 +177,7 @@ def authenticate(scope: str | None) -> Caller:
         thumbprint=presented,
         scopes=scopes,
     )
+    g.caller = caller   # known now, so a refusal for scope is recorded against its organisation
+    if scope is not None:
+        require_scope(scopes, scope)
+    return caller
