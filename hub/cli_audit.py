@@ -95,3 +95,42 @@ def verify_archive_file(path: Path, data_dir: Path | None) -> None:
         click.echo(f"audit archive broken: {problem}", err=True)
         raise SystemExit(1)
     click.echo(f"audit archive intact: {path.name}")
+
+
+@audit.command("export")
+@click.option("--once", is_flag=True, help="deliver what is pending to each collector, then exit")
+@DATA_DIR
+def export(once: bool, data_dir: Path | None) -> None:
+    """Send the audit trail to the ATNA syslog collectors of hub.toml (RFC 5425), until stopped.
+
+    `xdshub serve` starts this in its own process when collectors are configured.
+    """
+    import signal
+    import threading
+
+    from hub.audit.export import CollectorUnavailable, Exporter
+    from hub.db import Database
+
+    settings = initialised_settings(data_dir)
+    if not settings.audit_collectors:
+        raise fail("no audit_collectors in hub.toml: nothing to export to")
+    database = Database(settings.database_url)
+    exporter = Exporter(database, settings)
+    try:
+        if once:
+            failed = False
+            for collector in settings.audit_collectors:
+                try:
+                    click.echo(f"{collector}: {exporter.deliver(collector)} record(s) delivered")
+                except CollectorUnavailable as exc:
+                    click.echo(str(exc), err=True)
+                    failed = True
+            if failed:
+                raise SystemExit(1)
+            return
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        exporter.run(stop)
+    finally:
+        database.dispose()

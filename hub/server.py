@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import ssl
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -202,6 +203,29 @@ def tune_malloc() -> bool:
         return False
 
 
+def start_audit_export(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """`xdshub audit export` in its own process when hub.toml names ATNA collectors.
+
+    A separate process rather than a thread of the gunicorn master, which forks
+    its workers: a thread holding a lock at fork time would hang a worker.
+    """
+    if not settings.audit_collectors:
+        return None
+    command = [sys.executable, "-c", "from hub.cli import main; main()", "audit", "export",
+               "--data-dir", str(settings.data_dir)]
+    return subprocess.Popen(command)
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """Serve the hub over HTTPS until interrupted (blocks)."""
     from hub.logs import configure_logging
@@ -212,4 +236,8 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     prepare_metrics_dir(settings)
     configure_logging(settings.log_level)
     tune_malloc()
-    HubApplication(settings).run()
+    exporter = start_audit_export(settings)
+    try:
+        HubApplication(settings).run()
+    finally:
+        stop_process(exporter)

@@ -143,8 +143,8 @@ def make_ca(common_name: str = "xdshub development CA",
 
 
 def _leaf(subject: x509.Name, public: ec.EllipticCurvePublicKey, ca_cert: x509.Certificate,
-          ca_key: ec.EllipticCurvePrivateKey, lifetime: timedelta, usage: x509.ObjectIdentifier,
-          san: x509.SubjectAlternativeName | None) -> x509.Certificate:
+          ca_key: ec.EllipticCurvePrivateKey, lifetime: timedelta, usage: x509.ObjectIdentifier | tuple[
+              x509.ObjectIdentifier, ...], san: x509.SubjectAlternativeName | None) -> x509.Certificate:
     not_before, not_after = _validity(lifetime)
     not_after = min(not_after, ca_cert.not_valid_after_utc)
     builder = (
@@ -158,7 +158,7 @@ def _leaf(subject: x509.Name, public: ec.EllipticCurvePublicKey, ca_cert: x509.C
             digital_signature=True, content_commitment=False, key_encipherment=False,
             data_encipherment=False, key_agreement=True, key_cert_sign=False, crl_sign=False,
             encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(usage) if isinstance(usage, tuple) else [usage]), critical=False)
     )
     if san is not None:
         builder = builder.add_extension(san, critical=False)
@@ -170,7 +170,12 @@ def make_server_certificate(ca_cert: x509.Certificate, ca_key: ec.EllipticCurveP
                             dns_names: tuple[str, ...] = SERVER_DNS_NAMES,
                             ip_addresses: tuple[str, ...] = SERVER_IP_ADDRESSES,
                             ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A TLS server certificate (serverAuth) with the names in subjectAltName (RFC 6125 6.4)."""
+    """The hub's TLS certificate with the names in subjectAltName (RFC 6125 6.4).
+
+    serverAuth for HTTPS, and clientAuth because the hub is also a TLS client
+    with it: to ATNA syslog collectors, which verify client certificates
+    (ITI TF-2 3.19, mutual node authentication).
+    """
     key = new_private_key()
     san = x509.SubjectAlternativeName(
         [x509.DNSName(n) for n in dns_names]
@@ -180,7 +185,7 @@ def make_server_certificate(ca_cert: x509.Certificate, ca_key: ec.EllipticCurveP
         x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0] if dns_names else "xdshub"),
     ])
     cert = _leaf(subject, key.public_key(), ca_cert, ca_key, SERVER_LIFETIME,
-                 ExtendedKeyUsageOID.SERVER_AUTH, san)
+                 (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH), san)
     return cert, key
 
 
@@ -196,7 +201,12 @@ def _server_needs_renewal(settings: Settings, ca_cert: x509.Certificate) -> bool
     chain = load_certificates(settings.path(settings.server_cert))
     leaf = chain[0]
     issued_by_hub = leaf.issuer == ca_cert.subject
-    return issued_by_hub and leaf.not_valid_after_utc - datetime.now(UTC) < RENEW_BEFORE
+    try:
+        usages = set(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        usages = set()
+    lacks_client_auth = ExtendedKeyUsageOID.CLIENT_AUTH not in usages   # made before the hub exported audit
+    return issued_by_hub and (lacks_client_auth or leaf.not_valid_after_utc - datetime.now(UTC) < RENEW_BEFORE)
 
 
 def init_pki(settings: Settings) -> None:

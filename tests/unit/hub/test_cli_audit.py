@@ -48,3 +48,16 @@ def test_archive_then_verify_both_parts(data_dir: Path) -> None:
 def test_archive_with_a_bad_date_is_a_clear_error(data_dir: Path) -> None:
     result = run("audit", "archive", "--before", "last week", "--data-dir", str(data_dir))
     assert result.exit_code == 1 and "ISO 8601" in result.output
+
+
+def test_export_without_collectors_says_so(data_dir: Path) -> None:
+    result = run("audit", "export", "--once", "--data-dir", str(data_dir))
+    assert result.exit_code == 1 and "no audit_collectors in hub.toml" in result.output
+
+
+def test_export_once_to_a_collector_that_is_down_fails_and_keeps_the_records(data_dir: Path) -> None:
+    toml = data_dir / "hub.toml"
+    toml.write_text(toml.read_text().replace("audit_collectors = []", 'audit_collectors = ["127.0.0.1:9"]'))
+    result = run("audit", "export", "--once", "--data-dir", str(data_dir))
+    assert result.exit_code == 1 and "127.0.0.1:9" in result.output
+    assert "audit chain intact: 12 records" in run("audit", "verify", "--data-dir", str(data_dir)).output
