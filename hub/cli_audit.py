@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from hub.cli import DATA_DIR, database_errors, database_failure, fail, initialised_settings
+from hub.cli import DATA_DIR, database_errors, database_failure, fail, initialised_settings, record_admin
 
 
 @click.group("audit")
@@ -66,6 +66,8 @@ def archive_records(before: str, out_dir: Path | None, data_dir: Path | None) ->
         with database.session() as session:
             done = archive(session, cutoff, out_dir or settings.data_dir / "audit-archive",
                            settings.path(settings.signing_key))
+            if done is not None:
+                record_admin(session, settings, "audit log", f"file://{done.path}")
     except database_errors() as exc:
         raise database_failure(exc) from exc
     finally:

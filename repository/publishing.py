@@ -21,6 +21,10 @@ import pydicom
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.audit import events
+from hub.audit.events import Party
+from hub.audit.message import Outcome
+from hub.audit.record import record
 from hub.security.identity import Caller
 from hub.settings import Settings
 from hub.tables import Organisation
@@ -140,7 +144,18 @@ def publish_study(session: Session, store: BlobStore, registry: Registry, settin
     content = manifest_bytes(dataset)
     submission, entry_id = manifest_submission(dataset, content, rows, settings, caller.organisation_oid)
     published = PublishedManifest(str(dataset.SOPInstanceUID), study_uid, rows[0].patient_id, len(rows), len(content))
+    submission_set_uid = submission.submission_sets[0].unique_id
+
+    def audited(session: Session) -> None:   # RAD-68, recorded in the transaction that stores the manifest
+        hub = Party(user_id=f"{settings.base_url}/xds/repository", address=settings.host)
+        requestor = Party(user_id=caller.organisation_oid, name=caller.organisation_name,
+                          alternative_id=caller.client_id)
+        record(session, events.provide(requestor=requestor, hub=hub, outcome=Outcome.SUCCESS,
+                                       time=datetime.now(UTC), source_id=settings.base_url,
+                                       submission_set_uid=submission_set_uid, patient_id=published.patient_id,
+                                       transaction="RAD-68"), settings)
+
     provide_and_register(session, store, registry, ProvideRequest(submission, [DocumentContent(entry_id,
                                                                                                inline=content)]),
-                         {}, caller, settings)
+                         {}, caller, settings, before_commit=audited)
     return published

@@ -34,6 +34,9 @@ IMPORT = CodedValue("110107", DCM, "Import")
 QUERY = CodedValue("110112", DCM, "Query")
 SECURITY_ALERT = CodedValue("110113", DCM, "Security Alert")
 USER_AUTHENTICATION = CodedValue("110114", DCM, "User Authentication")
+AUDIT_LOG_USED = CodedValue("110101", DCM, "Audit Log Used")
+# Security Alert types (PS3.16 CID 403) of administrative changes
+USER_SECURITY_ATTRIBUTES_CHANGED = CodedValue("110137", DCM, "User Security Attributes Changed")
 
 # -- EventTypeCode of User Authentication (PS3.15 A.5.3, "User Authentication": Login or Logout) --------------
 LOGIN = CodedValue("110122", DCM, "Login")

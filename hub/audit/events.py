@@ -226,3 +226,52 @@ def security_alert(*, requestor: Party, hub: Party, outcome: Outcome, time: date
     subject = ParticipantObject(path, ObjectType.SYSTEM_OBJECT, None, codes.URI, details=details)
     return _event(codes.SECURITY_ALERT, Action.EXECUTE, kind or alert_type(reason), requestor=requestor, hub=hub,
                   outcome=outcome, time=time, source_id=source_id, objects=(subject,), description=reason)
+
+
+# -- administrative commands (the xdshub command line) ----------------------------------------------------------
+
+def operator() -> Party:
+    """The person at the command line: the operating-system account on this host."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    host = socket.gethostname()
+    return Party(user_id=f"{user}@{host}", address=host, name=user)
+
+
+def organisation_registered(*, hub: Party, outcome: Outcome, time: datetime, source_id: str, organisation_oid: str,
+                            organisation_name: str, scopes: str) -> AuditEvent:
+    """`xdshub org add`: a node given credentials and rights (Security Alert, type 110137, PS3.16 CID 403)."""
+    organisation = ParticipantObject(organisation_oid, ObjectType.ORGANIZATION, ObjectRole.SECURITY_USER_ENTITY,
+                                     codes.USER_IDENTIFIER, name=organisation_name,
+                                     details=((codes.OAUTH_SCOPE, scopes.encode()),))
+    return AuditEvent(event_id=codes.SECURITY_ALERT, action=Action.EXECUTE, outcome=Outcome(outcome), time=time,
+                      type_codes=(codes.USER_SECURITY_ATTRIBUTES_CHANGED,),
+                      participants=(_source(operator()), _destination(hub)), source_id=source_id,
+                      objects=(organisation,))
+
+
+def instances_imported(*, sender: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str,
+                       studies: Sequence[tuple[str, Sequence[tuple[str, str]]]], patient_id: str | None,
+                       description: str | None = None) -> AuditEvent:
+    """DICOM instances taken in for a sending organisation (Import 110107, PS3.15 A.5.3.7), by study."""
+    objects = _patient(patient_id) + tuple(
+        ParticipantObject(study_uid, ObjectType.SYSTEM_OBJECT, ObjectRole.REPORT, codes.STUDY_INSTANCE_UID,
+                          sop_classes=_by_sop_class(instances))
+        for study_uid, instances in studies)
+    return AuditEvent(event_id=codes.IMPORT, action=Action.CREATE, outcome=Outcome(outcome), time=time,
+                      type_codes=(codes.IMPORT,), participants=(_source(sender), _destination(hub)),
+                      source_id=source_id, objects=objects, outcome_description=description)
+
+
+def audit_log_used(*, hub: Party, outcome: Outcome, time: datetime, source_id: str, what: str,
+                   description: str | None = None) -> AuditEvent:
+    """The audit trail itself read or moved by an operator (Audit Log Used 110101, PS3.15 A.5.3.2)."""
+    log_object = ParticipantObject(what, ObjectType.SYSTEM_OBJECT, ObjectRole.SECURITY_RESOURCE, codes.URI)
+    return AuditEvent(event_id=codes.AUDIT_LOG_USED, action=Action.READ, outcome=Outcome(outcome), time=time,
+                      type_codes=(codes.AUDIT_LOG_USED,), participants=(_source(operator()), _destination(hub)),
+                      source_id=source_id, objects=(log_object,), outcome_description=description)

@@ -7,8 +7,12 @@ from pathlib import Path
 import pydicom
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import select
 
+from hub.audit.tables import AuditRecord
 from hub.cli import main
+from hub.db import Database
+from hub.settings import load_settings
 from tests.factories.dicom import make_study, write_instance
 
 ORG = "1.3.6.1.4.1.21367.2026.300"
@@ -38,6 +42,18 @@ def study(tmp_path: Path) -> tuple[Path, str]:
     return folder, str(datasets[0].StudyInstanceUID)
 
 
+def audit_trail(data_dir: Path) -> list[AuditRecord]:
+    settings = load_settings(data_dir, environ={})
+    database = Database(settings.database_url)
+    try:
+        with database.session() as session:
+            rows = list(session.scalars(select(AuditRecord).order_by(AuditRecord.seq)))
+            session.expunge_all()
+    finally:
+        database.dispose()
+    return rows
+
+
 def test_import_stores_the_instances_and_names_each_refused_file(data_dir: Path, study: tuple[Path, str]) -> None:
     folder, _ = study
     result = run("import", str(folder), "--org", ORG, "--data-dir", str(data_dir))
@@ -61,6 +77,11 @@ def test_manifest_written_then_published(data_dir: Path, study: tuple[Path, str]
     kos = pydicom.dcmread(out)
     assert kos.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.59" and kos.StudyInstanceUID == study_uid
     assert "published manifest" in result.output and "(2 instances, patient CLI1^^^&1.2.3.4&ISO)" in result.output
+    trail = audit_trail(data_dir)
+    assert [(r.event_id, r.event_type) for r in trail if r.event_type in ("110107", "RAD-68")] == \
+        [("110107", "110107"), ("110107", "110107"), ("110107", "RAD-68")]   # two imports, then the publication
+    assert {r.patient_id for r in trail if r.event_id == "110107"} == {"CLI1^^^&1.2.3.4&ISO"}
+    assert ("110113", "110137") in {(r.event_id, r.event_type) for r in trail}   # org add: rights given
 
 
 @pytest.mark.parametrize("args, message", [

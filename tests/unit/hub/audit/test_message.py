@@ -77,6 +77,14 @@ BUILDERS: dict[str, Builder] = {
     "token_refused": lambda outcome: events.token_issued(
         requestor=Party("unauthenticated"), hub=HUB, outcome=outcome, time=TIME, source_id=SOURCE_ID,
         client_id="unknown", scopes="", description="invalid_client"),
+    "organisation_registered": lambda outcome: events.organisation_registered(
+        hub=HUB, outcome=outcome, time=TIME, source_id=SOURCE_ID, organisation_oid="1.2.840.99999.7",
+        organisation_name="St. Mary <Radiology> & Co", scopes="xds:query audit:read"),
+    "instances_imported": lambda outcome: events.instances_imported(
+        sender=REQUESTOR, hub=HUB, outcome=outcome, time=TIME, source_id=SOURCE_ID,
+        studies=[(STUDY, INSTANCES)], patient_id=PATIENT),
+    "audit_log_used": lambda outcome: events.audit_log_used(
+        hub=HUB, outcome=outcome, time=TIME, source_id=SOURCE_ID, what="file:///srv/xdshub/audit-archive/a.jsonl"),
     "security_alert": lambda outcome: events.security_alert(
         requestor=Party("unauthenticated", "192.0.2.66"), hub=HUB, outcome=outcome, time=TIME, source_id=SOURCE_ID,
         reason="a client certificate is required", transaction=None, path="/xds/registry"),
