@@ -176,6 +176,7 @@ def seed(settings: Settings, bundles: list[Path], url: str) -> None:
     _say(f"demo: ITI-18 FindDocuments for DEMO-1001 by {DEMO_ORGS[1][0]}: "
          f"{'Success' if ok else 'Failure'}, {found} documents (manifests and reports)")
     _say(f"demo: ready. Open {url}/healthz, {url}/metrics, {url}/.well-known/oauth-authorization-server")
+    _say(f"demo: every call above is in the audit trail: xdshub audit verify --data-dir {settings.data_dir}")
     source.close()
     consumer.close()
 

@@ -17,6 +17,7 @@ from flask import Blueprint, Flask, Response, jsonify, request, url_for
 
 from hub.audit.query import AuditFilter, search
 from hub.audit.tables import AuditRecord
+from hub.audit.web import record_audit_read
 from hub.db import get_session
 from hub.problems import problem
 from hub.security.identity import Caller
@@ -90,9 +91,11 @@ def list_records() -> Response:
         return problem(400, "Bad Request", str(exc))
     except PermissionError as exc:
         return problem(403, "Forbidden", str(exc))
+    records = [as_json(r) for r in page.records]
+    record_audit_read(caller)
     args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "cursor"}
     next_url = url_for("audit_api.list_records", cursor=page.next_cursor, **args) if page.next_cursor else None
-    return jsonify({"records": [as_json(r) for r in page.records], "next": next_url})
+    return jsonify({"records": records, "next": next_url})
 
 
 @blueprint.get("/api/audit/<int:seq>")
@@ -101,7 +104,9 @@ def one_record(seq: int) -> Response:
     record = get_session().get(AuditRecord, seq)
     if record is None or record.organisation_oid != caller.organisation_oid:
         return problem(404, "Not Found", f"no audit record {seq} of this organisation")
-    return jsonify(as_json(record, message=True))
+    body = as_json(record, message=True)
+    record_audit_read(caller)
+    return jsonify(body)
 
 
 def init_app(app: Flask) -> None:

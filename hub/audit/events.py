@@ -269,9 +269,11 @@ def instances_imported(*, sender: Party, hub: Party, outcome: Outcome, time: dat
 
 
 def audit_log_used(*, hub: Party, outcome: Outcome, time: datetime, source_id: str, what: str,
-                   description: str | None = None) -> AuditEvent:
-    """The audit trail itself read or moved by an operator (Audit Log Used 110101, PS3.15 A.5.3.2)."""
+                   description: str | None = None, requestor: Party | None = None) -> AuditEvent:
+    """The audit trail itself read or moved (Audit Log Used 110101, PS3.15 A.5.3.2): by an organisation
+    through the query endpoints (`requestor`), or by an operator at the command line."""
     log_object = ParticipantObject(what, ObjectType.SYSTEM_OBJECT, ObjectRole.SECURITY_RESOURCE, codes.URI)
     return AuditEvent(event_id=codes.AUDIT_LOG_USED, action=Action.READ, outcome=Outcome(outcome), time=time,
-                      type_codes=(codes.AUDIT_LOG_USED,), participants=(_source(operator()), _destination(hub)),
+                      type_codes=(codes.AUDIT_LOG_USED,),
+                      participants=(_source(requestor or operator()), _destination(hub)),
                       source_id=source_id, objects=(log_object,), outcome_description=description)

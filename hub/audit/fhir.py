@@ -25,6 +25,7 @@ from lxml import etree
 from sqlalchemy import or_, select
 
 from hub.audit.tables import AuditRecord
+from hub.audit.web import record_audit_read
 from hub.db import get_session
 from hub.problems import problem
 from hub.security.protect import authenticate
@@ -197,6 +198,7 @@ def search_audit_events() -> Response:
     bundle = {"resourceType": "Bundle", "type": "searchset", "link": links,
               "entry": [{"fullUrl": f"{base}/fhir/AuditEvent/{r.seq}", "resource": audit_event(r),
                          "search": {"mode": "match"}} for r in rows]}
+    record_audit_read(caller)
     response = jsonify(bundle)
     response.content_type = FHIR_JSON
     return response

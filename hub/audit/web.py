@@ -115,3 +115,21 @@ def record_token_request(status: int, scopes: str, error: str | None) -> None:
         session = g.get("db_session")
         if session is not None:
             session.rollback()
+
+
+def record_audit_read(caller: Caller) -> None:
+    """Audit Log Used (110101) for a read of the trail through /api/audit or /fhir/AuditEvent."""
+    from hub.audit.events import audit_log_used
+
+    try:
+        session = get_session()
+        session.rollback()
+        event = audit_log_used(hub=hub_party(), outcome=Outcome.SUCCESS, time=datetime.now(UTC),
+                               source_id=source_id(), what=request.url, requestor=requestor_party(caller))
+        record(session, event, get_settings())
+        session.commit()
+    except Exception:
+        log.exception("could not record the audit event of an audit trail read")
+        session = g.get("db_session")
+        if session is not None:
+            session.rollback()

@@ -79,3 +79,12 @@ def test_the_audit_read_scope_is_required(hub: Hub) -> None:
     app, org_a = hub[0], hub[2]
     status, body = get(app, org_a, org_a.token(app))
     assert status == 403 and "audit:read" in body["detail"]
+
+
+def test_reading_the_trail_is_itself_recorded(hub: Hub, auditor: Party) -> None:
+    app = hub[0]
+    token = auditor.token(app)
+    assert get(app, auditor, token)[0] == 200
+    status, body = get(app, auditor, token, "?event_id=110101")
+    assert status == 200 and body["records"][0]["event_type"] == "110101"
+    assert body["records"][0]["organisation"] == auditor.oid
