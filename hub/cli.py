@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -56,26 +55,6 @@ def remove_bundle(folder: Path) -> None:
         folder.rmdir()
     except OSError:
         pass
-
-
-def record_admin(session: Any, settings: Settings, kind: str, *args: str) -> None:
-    """The audit record of an administrative command, in the command's own database transaction."""
-    from datetime import UTC, datetime
-
-    from hub.audit import events
-    from hub.audit.message import Outcome
-    from hub.audit.record import record
-
-    hub = events.Party(user_id=f"{settings.base_url} (xdshub command line)", address=settings.host)
-    now, source = datetime.now(UTC), settings.base_url
-    if kind == "organisation":
-        oid, name, scopes = args
-        event = events.organisation_registered(hub=hub, outcome=Outcome.SUCCESS, time=now, source_id=source,
-                                               organisation_oid=oid, organisation_name=name, scopes=scopes)
-    else:
-        (what,) = args
-        event = events.audit_log_used(hub=hub, outcome=Outcome.SUCCESS, time=now, source_id=source, what=what)
-    record(session, event, settings)
 
 
 def initialised_settings(data_dir: Path | None) -> Settings:
@@ -148,7 +127,9 @@ def org_add(name: str, oid: str, data_dir: Path | None, out: Path | None, scopes
         database = Database(settings.database_url)
         with database.session() as session:
             new = register(session, settings, name, oid, scopes, certificate)
-            record_admin(session, settings, "organisation", new.oid, new.name, " ".join(new.scopes))
+            from hub.audit import commands
+
+            commands.organisation_registered(session, settings, new.oid, new.name, " ".join(new.scopes))
             if (folder / "client.json").exists():
                 raise fail(f"{folder} already holds a client bundle; choose another --out")
             # Written inside the transaction: no organisation without its bundle; and

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from hub.cli import DATA_DIR, database_errors, database_failure, fail, initialised_settings, record_admin
+from hub.cli import DATA_DIR, database_errors, database_failure, fail, initialised_settings
 
 
 @click.group("audit")
@@ -52,6 +52,7 @@ def archive_records(before: str, out_dir: Path | None, data_dir: Path | None) ->
     """Move old records to an archive file; what remains still verifies."""
     from datetime import UTC, datetime
 
+    from hub.audit import commands
     from hub.audit.retention import archive
     from hub.db import Database
 
@@ -67,7 +68,7 @@ def archive_records(before: str, out_dir: Path | None, data_dir: Path | None) ->
             done = archive(session, cutoff, out_dir or settings.data_dir / "audit-archive",
                            settings.path(settings.signing_key))
             if done is not None:
-                record_admin(session, settings, "audit log", f"file://{done.path}")
+                commands.audit_log_used(session, settings, f"file://{done.path}")
     except database_errors() as exc:
         raise database_failure(exc) from exc
     finally:

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import click
 
 from hub.cli import DATA_DIR, database_errors, database_failure, fail, initialised_settings
-from hub.settings import Settings
 
 
 def _files(paths: tuple[Path, ...]) -> Iterator[Path]:
@@ -27,21 +25,6 @@ def _files(paths: tuple[Path, ...]) -> Iterator[Path]:
             yield path
 
 
-def record_import(session: Any, settings: Settings, sender: Any, instance: Any) -> None:
-    """The Import audit record of one stored instance, in its own transaction."""
-    from datetime import UTC, datetime
-
-    from hub.audit import events
-    from hub.audit.message import Outcome
-    from hub.audit.record import record
-
-    hub = events.Party(user_id=f"{settings.base_url} (xdshub import)", address=settings.host)
-    record(session, events.instances_imported(
-        sender=sender, hub=hub, outcome=Outcome.SUCCESS, time=datetime.now(UTC), source_id=settings.base_url,
-        studies=[(instance.study_instance_uid, [(instance.sop_class_uid, instance.sop_instance_uid)])],
-        patient_id=instance.patient_id), settings)
-
-
 @click.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--org", "org_oid", required=True, help="OID of the registered organisation sending the images")
@@ -50,6 +33,7 @@ def import_files(paths: tuple[Path, ...], org_oid: str, data_dir: Path | None) -
     """Store DICOM files (or folders of them) in the hub; each bad file is named and skipped."""
     from sqlalchemy import select
 
+    from hub.audit import commands
     from hub.audit.events import Party
     from hub.db import Database
     from hub.tables import Organisation
@@ -72,7 +56,7 @@ def import_files(paths: tuple[Path, ...], org_oid: str, data_dir: Path | None) -
                 with database.session() as session, path.open("rb") as stream:
                     instance = ingest_instance(session, store, stream, sender)
                     study = instance.study_instance_uid
-                    record_import(session, settings, organisation_party, instance)
+                    commands.instance_imported(session, settings, organisation_party, instance)
                 stored += 1
                 click.echo(f"stored {path}: study {study}")
             except InvalidDicom as exc:

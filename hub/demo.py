@@ -97,8 +97,8 @@ def report_pdf(title: str, patient: str) -> bytes:
 
 def ingest_and_publish(settings: Settings, number: str, title: str, modality: Code) -> tuple[str, dict[str, list[str]]]:
     """A synthetic study of the first organisation stored and its manifest published (RAD-68)."""
+    from hub.audit import commands
     from hub.audit.events import Party
-    from hub.cli_repository import record_import
     from repository.blobstore import open_blob_store
     from repository.ingest import Sender, ingest_instance
     from repository.publishing import publish_study
@@ -116,7 +116,7 @@ def ingest_and_publish(settings: Settings, number: str, title: str, modality: Co
             party = Party(user_id=organisation.oid, name=organisation.name)
             for data in synthetic_study(patient, modality.code, title, accession=f"ACC-{uuid.uuid4().hex[:6]}"):
                 instance = ingest_instance(session, store, io.BytesIO(data), sender)
-                record_import(session, settings, party, instance)
+                commands.instance_imported(session, settings, party, instance)
                 series.setdefault(instance.series_instance_uid, []).append(instance.sop_instance_uid)
                 study_uid = instance.study_instance_uid
         session = database.new_session()

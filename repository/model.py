@@ -10,6 +10,7 @@ syntaxes the consumer accepts.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
@@ -26,6 +27,20 @@ class Content(Protocol):
     def size(self) -> int: ...
 
     def open(self) -> BinaryIO: ...
+
+
+@dataclass(frozen=True)
+class BytesContent:
+    """Content held in memory: an inline base64 document, a manifest the hub built."""
+
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(self.data)
 
 
 @dataclass(frozen=True)

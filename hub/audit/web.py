@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from hub import get_settings
 from hub.audit.context import AuditDetails, current_details
-from hub.audit.events import Party, security_alert, token_issued
+from hub.audit.events import Party, audit_log_used, security_alert, token_issued
 from hub.audit.message import AuditEvent, Outcome
 from hub.audit.record import record
 from hub.db import get_session
@@ -61,36 +61,39 @@ def record_transaction(session: Session, build: EventBuilder, caller: Caller | N
     details.recorded = True
 
 
-def record_refusal(reason: str, transaction: str | None, outcome: Outcome = Outcome.SERIOUS_FAILURE) -> None:
-    """A Security Alert for a refused call, committed on its own."""
+def _record_alone(make: Callable[[Session], None], what: str) -> None:
+    """Write a record in a transaction of its own (the request's effect, if any, rolled back first).
+
+    A failure to write it is logged and never changes the answer the caller gets.
+    """
     try:
         session = get_session()
         session.rollback()
-        event = security_alert(requestor=requestor_party(g.get("caller")), hub=hub_party(), outcome=outcome,
-                               time=datetime.now(UTC), source_id=source_id(), reason=reason,
-                               transaction=transaction, path=request.path)
-        record(session, event, get_settings())
+        make(session)
         session.commit()
-    except Exception:  # the refusal is answered whatever happens to its record
-        log.exception("could not record the audit event of a refused call")
+    except Exception:
+        log.exception("could not record the audit event of %s", what)
         session = g.get("db_session")
         if session is not None:
             session.rollback()
+
+
+def _write(session: Session, event: AuditEvent) -> None:
+    record(session, event, get_settings())
+
+
+def record_refusal(reason: str, transaction: str | None, outcome: Outcome = Outcome.SERIOUS_FAILURE) -> None:
+    """A Security Alert for a refused call, committed on its own."""
+    _record_alone(lambda session: _write(session, security_alert(
+        requestor=requestor_party(g.get("caller")), hub=hub_party(), outcome=outcome, time=datetime.now(UTC),
+        source_id=source_id(), reason=reason, transaction=transaction, path=request.path)), "a refused call")
 
 
 def record_failure(build: EventBuilder, caller: Caller | None, description: str,
                    outcome: Outcome = Outcome.MINOR_FAILURE) -> None:
     """The transaction's event with a failure outcome, after its effect was rolled back."""
-    try:
-        session = get_session()
-        session.rollback()
-        record_transaction(session, build, caller, outcome, description[:1000])
-        session.commit()
-    except Exception:
-        log.exception("could not record the audit event of a failed transaction")
-        session = g.get("db_session")
-        if session is not None:
-            session.rollback()
+    _record_alone(lambda session: record_transaction(session, build, caller, outcome, description[:1000]),
+                  "a failed transaction")
 
 
 def record_token_request(status: int, scopes: str, error: str | None) -> None:
@@ -102,34 +105,13 @@ def record_token_request(status: int, scopes: str, error: str | None) -> None:
                       address=request.remote_addr, alternative_id=client_id or None)
     outcome = Outcome.SUCCESS if status == 200 else (Outcome.MINOR_FAILURE if status < 500 else
                                                      Outcome.SERIOUS_FAILURE)
-    try:
-        session = get_session()
-        session.rollback()
-        event = token_issued(requestor=requestor, hub=hub_party(), outcome=outcome, time=datetime.now(UTC),
-                             source_id=source_id(), client_id=client_id or "unknown", scopes=scopes,
-                             description=error)
-        record(session, event, get_settings())
-        session.commit()
-    except Exception:
-        log.exception("could not record the audit event of a token request")
-        session = g.get("db_session")
-        if session is not None:
-            session.rollback()
+    _record_alone(lambda session: _write(session, token_issued(
+        requestor=requestor, hub=hub_party(), outcome=outcome, time=datetime.now(UTC), source_id=source_id(),
+        client_id=client_id or "unknown", scopes=scopes, description=error)), "a token request")
 
 
 def record_audit_read(caller: Caller) -> None:
     """Audit Log Used (110101) for a read of the trail through /api/audit or /fhir/AuditEvent."""
-    from hub.audit.events import audit_log_used
-
-    try:
-        session = get_session()
-        session.rollback()
-        event = audit_log_used(hub=hub_party(), outcome=Outcome.SUCCESS, time=datetime.now(UTC),
-                               source_id=source_id(), what=request.url, requestor=requestor_party(caller))
-        record(session, event, get_settings())
-        session.commit()
-    except Exception:
-        log.exception("could not record the audit event of an audit trail read")
-        session = g.get("db_session")
-        if session is not None:
-            session.rollback()
+    _record_alone(lambda session: _write(session, audit_log_used(
+        hub=hub_party(), outcome=Outcome.SUCCESS, time=datetime.now(UTC), source_id=source_id(),
+        what=request.url, requestor=requestor_party(caller))), "an audit trail read")

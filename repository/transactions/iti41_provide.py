@@ -25,11 +25,8 @@ refuses.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
@@ -53,22 +50,10 @@ from registry.transactions.iti42_register import is_restricted
 from repository.blobstore import BlobStore, BlobStoreError, StoredBlob, open_seekable
 from repository.imaging_entries import describe_manifest_entry, is_manifest_entry, modalities_of, reference_rows
 from repository.manifest import InvalidManifest, read_manifest
-from repository.model import Content, DocumentContent, ProvideRequest
+from repository.model import BytesContent, Content, DocumentContent, ProvideRequest
 from repository.reclaim import reclaim_unreferenced
 from repository.registration import Registry
 from repository.tables import ManifestReference, StoredDocument
-
-
-@dataclass(frozen=True)
-class _Inline:
-    data: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def open(self) -> BinaryIO:
-        return io.BytesIO(self.data)
 
 
 def _pair(request: ProvideRequest, attachments: Mapping[str, Content]) -> list[tuple[ExtrinsicObject, Content]]:
@@ -100,7 +85,7 @@ def _pair(request: ProvideRequest, attachments: Mapping[str, Content]) -> list[t
             else:
                 pairs.append((entry, attachment))
         else:
-            pairs.append((entry, _Inline(found.inline or b"")))
+            pairs.append((entry, BytesContent(found.inline or b"")))
     if errors:
         raise XdsErrorList(errors)
     return pairs

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import pytest
 from sqlalchemy import func, select
@@ -17,26 +14,12 @@ from hub.settings import Settings
 from registry.model import SubmitObjectsRequest
 from registry.tables import RegistryObjectRow
 from repository.blobstore import BlobStore, FileBlobStore
-from repository.model import DocumentContent, ProvideRequest
+from repository.model import BytesContent, DocumentContent, ProvideRequest
 from repository.registration import LocalRegistry
 from repository.tables import DicomInstance, ManifestReference, StoredDocument
 from repository.transactions.iti41_provide import provide_and_register
 from tests.conftest import s3_store
 from tests.unit.registry.conftest import caller_for
-
-
-@dataclass(frozen=True)
-class BytesContent:
-    """An attachment held in memory (what the MTOM reader hands over, without the temporary file)."""
-
-    data: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def open(self) -> BinaryIO:
-        return io.BytesIO(self.data)
 
 
 @pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.s3)])

@@ -1,0 +1,45 @@
+"""Audit records of work done outside HTTP requests: the xdshub command line and the demo.
+
+Each is written in the database transaction of the work it records (the
+caller commits). The hub side of these events is the command line itself.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from hub.audit import events
+from hub.audit.events import Party
+from hub.audit.message import Outcome
+from hub.audit.record import record
+from hub.settings import Settings
+from repository.tables import DicomInstance
+
+
+def _hub(settings: Settings, command: str) -> Party:
+    return Party(user_id=f"{settings.base_url} (xdshub {command})", address=settings.host)
+
+
+def organisation_registered(session: Session, settings: Settings, oid: str, name: str, scopes: str) -> None:
+    """`xdshub org add`: an organisation given credentials and rights."""
+    record(session, events.organisation_registered(
+        hub=_hub(settings, "org add"), outcome=Outcome.SUCCESS, time=datetime.now(UTC),
+        source_id=settings.base_url, organisation_oid=oid, organisation_name=name, scopes=scopes), settings)
+
+
+def audit_log_used(session: Session, settings: Settings, what: str) -> None:
+    """`xdshub audit archive`: the audit trail moved to a file."""
+    record(session, events.audit_log_used(
+        hub=_hub(settings, "audit"), outcome=Outcome.SUCCESS, time=datetime.now(UTC), source_id=settings.base_url,
+        what=what), settings)
+
+
+def instance_imported(session: Session, settings: Settings, sender: Party, instance: DicomInstance) -> None:
+    """One DICOM instance taken in for `sender` (`xdshub import`, the demo)."""
+    record(session, events.instances_imported(
+        sender=sender, hub=_hub(settings, "import"), outcome=Outcome.SUCCESS, time=datetime.now(UTC),
+        source_id=settings.base_url,
+        studies=[(instance.study_instance_uid, [(instance.sop_class_uid, instance.sop_instance_uid)])],
+        patient_id=instance.patient_id), settings)
