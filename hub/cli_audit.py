@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from hub.cli import DATA_DIR, database_errors, database_failure, fail, initialised_settings
+from hub.settings import Settings
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
 
 @click.group("audit")
@@ -18,29 +23,32 @@ def audit() -> None:
 @DATA_DIR
 def verify(data_dir: Path | None) -> None:
     """Check every record's hash, the chain's order and the signed checkpoints."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    from hub.audit.verify import verify_chain
+    from hub.audit.status import verify_and_remember
     from hub.db import Database
 
     settings = initialised_settings(data_dir)
-    key = load_pem_private_key(settings.path(settings.signing_key).read_bytes(), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise fail("the signing key is not an EC key")
+    public_key = _public_key(settings)
     database = Database(settings.database_url)
-    session = database.new_session()
     try:
-        result = verify_chain(session, key.public_key())
+        with database.session() as session:
+            result = verify_and_remember(session, public_key)
     except database_errors() as exc:
         raise database_failure(exc) from exc
     finally:
-        session.close()
         database.dispose()
     if result.problem is not None:
         click.echo(f"audit chain broken: {result.problem} ({result.records} records read)", err=True)
         raise SystemExit(1)
     click.echo(f"audit chain intact: {result.records} records, {result.checkpoints} signed checkpoints")
+
+
+def _public_key(settings: Settings) -> EllipticCurvePublicKey:
+    from hub.audit.status import SigningKeyError, signing_public_key
+
+    try:
+        return signing_public_key(settings.path(settings.signing_key))
+    except SigningKeyError as exc:
+        raise fail(str(exc)) from exc
 
 
 @audit.command("archive")
@@ -84,16 +92,10 @@ def archive_records(before: str, out_dir: Path | None, data_dir: Path | None) ->
 @DATA_DIR
 def verify_archive_file(path: Path, data_dir: Path | None) -> None:
     """Walk an archive file's chain and checkpoints with the hub's key."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
     from hub.audit.retention import verify_archive
 
     settings = initialised_settings(data_dir)
-    key = load_pem_private_key(settings.path(settings.signing_key).read_bytes(), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise fail("the signing key is not an EC key")
-    problem = verify_archive(path, key.public_key())
+    problem = verify_archive(path, _public_key(settings))
     if problem is not None:
         click.echo(f"audit archive broken: {problem}", err=True)
         raise SystemExit(1)

@@ -94,3 +94,16 @@ class AuditArchive(Base):
     signature: Mapped[str] = mapped_column(Text)
     file_name: Mapped[str] = mapped_column(String(512))
     archived_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditVerification(Base):
+    """The outcome of one walk of the chain (`xdshub audit verify`, or the console), shown on the console."""
+
+    __tablename__ = "audit_verifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    verified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_seq: Mapped[int] = mapped_column(Integer)        # the head when the walk began
+    records: Mapped[int] = mapped_column(Integer)
+    checkpoints: Mapped[int] = mapped_column(Integer)
+    problem: Mapped[str] = mapped_column(Text, default="")  # empty when intact

@@ -41,6 +41,7 @@ class Verification:
     records: int
     checkpoints: int
     problem: Problem | None
+    last_seq: int = 0       # the last record walked
 
     @property
     def intact(self) -> bool:
@@ -77,12 +78,20 @@ def _walk(session: Session, start_seq: int, start_hash: str) -> tuple[int, int, 
 
 
 def verify_chain(session: Session, public_key: ec.EllipticCurvePublicKey) -> Verification:
+    """Walk the whole chain in one snapshot of the database.
+
+    Start a fresh transaction for it: on PostgreSQL it runs at REPEATABLE
+    READ, so records appended while it walks neither show up half-way nor
+    look like a chain cut short; SQLite transactions are serialised anyway.
+    """
     from hub.audit.retention import chain_start
 
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     start_seq, start_hash = chain_start(session)
     problem = _archive_problem(session, public_key)
     if problem is not None:
-        return Verification(0, 0, problem)
+        return Verification(0, 0, problem, start_seq)
     count, last_seq, last_hash, problem = _walk(session, start_seq, start_hash)
     checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)))
     if problem is None:
@@ -94,7 +103,7 @@ def verify_chain(session: Session, public_key: ec.EllipticCurvePublicKey) -> Ver
             problem = Problem(last_seq + 1, f"deleted (the chain ends at {last_seq}, its head says {head_seq})")
     if problem is None:
         problem = _check_checkpoints(session, checkpoints, public_key)
-    return Verification(count, len(checkpoints), problem)
+    return Verification(count, len(checkpoints), problem, last_seq)
 
 
 def signature_valid(public_key: ec.EllipticCurvePublicKey, seq: int, chain_hash: str, signature: str) -> bool:
