@@ -193,5 +193,9 @@ def _register_repository_commands() -> None:
 
     main.add_command(audit)
 
+    from hub.cli_users import user
+
+    main.add_command(user)
+
 
 _register_repository_commands()

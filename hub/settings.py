@@ -33,6 +33,10 @@ FIELD_DOCS = {
     "registry_bundle": "client bundle folder (from `xdshub org add` at that registry) for mTLS and OAuth",
     "audit_collectors": "ATNA syslog collectors (host:port) the audit trail is sent to over TLS (RFC 5425)",
     "audit_collector_ca": "PEM bundle of CAs that sign the collectors' certificates",
+    "console_session_idle": "seconds a console session lasts without a request before it must log in again",
+    "console_session_lifetime": "seconds a console session lasts at most after login",
+    "console_lockout_attempts": "consecutive failed console logins that lock an account",
+    "console_lockout_seconds": "seconds a locked console account stays locked",
     "max_query_results": "stored queries matching more objects answer XDSTooManyResults",
     "token_lifetime": "access token lifetime in seconds",
     "server_cert": "PEM of the HTTPS server certificate (chain)",
@@ -73,6 +77,10 @@ class Settings:
     registry_bundle: Path = Path("registry-client")
     audit_collectors: tuple[str, ...] = ()
     audit_collector_ca: Path = Path("pki/trusted-ca.crt")
+    console_session_idle: int = 15 * 60
+    console_session_lifetime: int = 8 * 60 * 60
+    console_lockout_attempts: int = 5
+    console_lockout_seconds: int = 15 * 60
     max_query_results: int = 1000
     token_lifetime: int = 300
     server_cert: Path = Path("pki/server.crt")

@@ -43,3 +43,10 @@ def instance_imported(session: Session, settings: Settings, sender: Party, insta
         source_id=settings.base_url,
         studies=[(instance.study_instance_uid, [(instance.sop_class_uid, instance.sop_instance_uid)])],
         patient_id=instance.patient_id), settings)
+
+
+def account_changed(session: Session, settings: Settings, account: str, role: str, change: str) -> None:
+    """`xdshub user ...`: a console account created, unlocked, given a new password or removed."""
+    record(session, events.account_changed(
+        by=events.operator(), hub=_hub(settings, "user"), time=datetime.now(UTC), source_id=settings.base_url,
+        account=account, role=role, change=change), settings)

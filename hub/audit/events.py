@@ -277,3 +277,28 @@ def audit_log_used(*, hub: Party, outcome: Outcome, time: datetime, source_id: s
                       type_codes=(codes.AUDIT_LOG_USED,),
                       participants=(_source(requestor or operator()), _destination(hub)),
                       source_id=source_id, objects=(log_object,), outcome_description=description)
+
+
+# -- the compliance console -----------------------------------------------------------------------------------
+
+def console_login(*, user: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str, logout: bool = False,
+                  description: str | None = None) -> AuditEvent:
+    """A console login (granted or refused) or logout: User Authentication 110114, type Login 110122 or
+    Logout 110123 (PS3.15 A.5.3 "User Authentication"). The person is the requestor; no participant object."""
+    return AuditEvent(event_id=codes.USER_AUTHENTICATION, action=Action.EXECUTE, outcome=Outcome(outcome), time=time,
+                      type_codes=(codes.LOGOUT if logout else codes.LOGIN,),
+                      participants=(_source(user), _destination(hub)), source_id=source_id,
+                      outcome_description=description)
+
+
+def account_changed(*, by: Party, hub: Party, time: datetime, source_id: str, account: str, role: str,
+                    change: str) -> AuditEvent:
+    """A console account created, unlocked, given a new password or removed: Security Alert with type
+    110136 Security Roles Changed (an account given a role) or 110137 User Security Attributes Changed
+    (PS3.16 CID 403). The account is the object: a person in the role of security user entity."""
+    kind = codes.SECURITY_ROLES_CHANGED if change in ("created", "removed") else codes.USER_SECURITY_ATTRIBUTES_CHANGED
+    subject = ParticipantObject(account, ObjectType.PERSON, ObjectRole.SECURITY_USER_ENTITY, codes.USER_IDENTIFIER,
+                                name=account, details=((codes.DESCRIPTION, f"{change}; role {role}".encode()),))
+    return AuditEvent(event_id=codes.SECURITY_ALERT, action=Action.EXECUTE, outcome=Outcome.SUCCESS, time=time,
+                      type_codes=(kind,), participants=(_source(by), _destination(hub)), source_id=source_id,
+                      objects=(subject,), outcome_description=f"console account {account} {change}")

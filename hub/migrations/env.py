@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import hub.audit.tables  # noqa: F401  (registers the tables on Base.metadata)
+import hub.console.tables  # noqa: F401
 import hub.tables  # noqa: F401
 import registry.tables  # noqa: F401
 import repository.tables  # noqa: F401
