@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import Blueprint, Flask, Response
-from hub.audit.events import Party
-from hub.audit.message import AuditEvent, Outcome
 from lxml import etree
 from sqlalchemy.orm import Session
 
 from hub import get_settings
 from hub.audit import events
 from hub.audit.context import AuditDetails, current_details
+from hub.audit.events import Party
+from hub.audit.message import AuditEvent, Outcome
 from hub.errors import XdsError
 from hub.security.identity import Caller
 from hub.soap.endpoint import SoapOperation, handle_soap

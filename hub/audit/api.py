@@ -10,14 +10,14 @@ malformed parameters are a 400 problem document, not silently ignored.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request, url_for
 
-from hub.audit.query import AuditFilter, search
+from hub.audit.query import AuditFilter, BadParameter, criteria_from_args, search
 from hub.audit.tables import AuditRecord
 from hub.audit.web import record_audit_read
+from hub.clock import as_utc
 from hub.db import get_session
 from hub.problems import problem
 from hub.security.identity import Caller
@@ -29,28 +29,12 @@ PARAMETERS = frozenset({"patient_id", "organisation", "user", "event_type", "eve
                         "since", "until", "limit", "cursor"})
 
 
-class BadParameter(ValueError):
-    pass
-
-
-def _time(name: str) -> datetime | None:
+def _limit(name: str) -> int | None:
     value = request.args.get(name)
     if value is None:
         return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadParameter(f"{name} must be an ISO 8601 date-time, got {value!r}") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _int(name: str, allowed: tuple[int, ...] | None = None) -> int | None:
-    value = request.args.get(name)
-    if value is None:
-        return None
-    if not value.isdigit() or (allowed is not None and int(value) not in allowed):
-        raise BadParameter(f"{name} must be {'one of ' + str(allowed) if allowed else 'a whole number'}, "
-                           f"got {value!r}")
+    if not value.isdigit():
+        raise BadParameter(f"{name} must be a whole number, got {value!r}")
     return int(value)
 
 
@@ -61,15 +45,11 @@ def _criteria(caller: Caller) -> AuditFilter:
     organisation = request.args.get("organisation")
     if organisation is not None and organisation != caller.organisation_oid:
         raise PermissionError("an organisation may read only the records of its own calls")
-    return AuditFilter(
-        patient_id=request.args.get("patient_id"), organisation_oid=caller.organisation_oid,
-        user_id=request.args.get("user"), event_type=request.args.get("event_type"),
-        event_id=request.args.get("event_id"), outcome=_int("outcome", (0, 4, 8, 12)),
-        study_uid=request.args.get("study_uid"), since=_time("since"), until=_time("until"))
+    return criteria_from_args(request.args, organisation_oid=caller.organisation_oid)
 
 
 def as_json(record: AuditRecord, message: bool = False) -> dict[str, Any]:
-    recorded = record.recorded_at if record.recorded_at.tzinfo else record.recorded_at.replace(tzinfo=UTC)
+    recorded = as_utc(record.recorded_at)
     body: dict[str, Any] = {
         "seq": record.seq, "recorded_at": recorded.isoformat(), "event_id": record.event_id,
         "event_type": record.event_type, "action": record.action, "outcome": record.outcome,
@@ -86,7 +66,7 @@ def list_records() -> Response:
     caller = authenticate(SCOPE)
     try:
         criteria = _criteria(caller)
-        page = search(get_session(), criteria, _int("limit") or 100, _int("cursor"))
+        page = search(get_session(), criteria, _limit("limit") or 100, _limit("cursor"))
     except BadParameter as exc:
         return problem(400, "Bad Request", str(exc))
     except PermissionError as exc:

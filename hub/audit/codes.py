@@ -35,11 +35,16 @@ QUERY = CodedValue("110112", DCM, "Query")
 SECURITY_ALERT = CodedValue("110113", DCM, "Security Alert")
 USER_AUTHENTICATION = CodedValue("110114", DCM, "User Authentication")
 AUDIT_LOG_USED = CodedValue("110101", DCM, "Audit Log Used")
+# DICOM instances read or sent outside a document export (PS3.15 A.5.3 messages of those names): a viewer, DICOMweb.
+INSTANCES_ACCESSED = CodedValue("110103", DCM, "DICOM Instances Accessed")
+INSTANCES_TRANSFERRED = CodedValue("110104", DCM, "DICOM Instances Transferred")
 # Security Alert types (PS3.16 CID 403) of administrative changes
 USER_SECURITY_ATTRIBUTES_CHANGED = CodedValue("110137", DCM, "User Security Attributes Changed")
+SECURITY_ROLES_CHANGED = CodedValue("110136", DCM, "Security Roles Changed")
 
 # -- EventTypeCode of User Authentication (PS3.15 A.5.3, "User Authentication": Login or Logout) --------------
 LOGIN = CodedValue("110122", DCM, "Login")
+LOGOUT = CodedValue("110123", DCM, "Logout")
 
 # -- EventTypeCode of Security Alert (PS3.16 CID 403 "Security Alert Type") ------------------------------------
 # Node Authentication: "a secure node authentication failure has occurred", e.g. during TLS negotiation.
@@ -120,3 +125,18 @@ class NetworkAccessPointType(IntEnum):
 
     MACHINE_NAME = 1
     IP_ADDRESS = 2
+
+
+# -- names for people: every event id and event type code the hub records, by code ------------------------------
+EVENT_TYPE_CHOICES: tuple[tuple[str, str], ...] = tuple(
+    (code.code, f"{code.code} {code.display}") for code in (
+        *TRANSACTIONS.values(), LOGIN, LOGOUT, NODE_AUTHENTICATION, USE_OF_RESTRICTED_FUNCTION,
+        SECURITY_ROLES_CHANGED, USER_SECURITY_ATTRIBUTES_CHANGED, AUDIT_LOG_USED, IMPORT))
+_NAMES = {value.code: value.display for value in list(globals().values())
+          if isinstance(value, CodedValue) and value.system == DCM}
+_NAMES.update({code: value.display for code, value in TRANSACTIONS.items()})
+
+
+def display_name(code: str) -> str:
+    """The meaning of an event id or event type code the hub records ("110106" -> "Export"), else the code."""
+    return _NAMES.get(code, code)
