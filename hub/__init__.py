@@ -14,7 +14,7 @@ from hub.settings import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None, database: Any | None = None) -> Flask:
-    from hub import db, logs, ops, problems
+    from hub import console, db, logs, ops, problems
     from hub.audit import api as audit_api
     from hub.audit import fhir as audit_fhir
     from hub.security import oauth
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, database: Any | None = None) ->
     repository_views.init_app(app)
     audit_api.init_app(app)
     audit_fhir.init_app(app)
+    console.init_app(app)
     return app
 
 

@@ -6,13 +6,15 @@ synthetic CT and MR studies of demo patients (real DICOM, through the ingest
 service) and publishes their manifests (RAD-68), provides a PDF report per
 study with ITI-41 over mutual TLS with a certificate-bound token; then, as the
 other organisation, finds them (ITI-18) and retrieves a report (ITI-43) and
-a study's images (RAD-69).
+a study's images (RAD-69). A compliance account, `compliance`, gets a new
+random password at every start, printed with the console's address.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import secrets
 import sys
 import threading
 import uuid
@@ -35,6 +37,7 @@ DEMO_ORGS = (
     ("Riverside Clinic", "1.3.6.1.4.1.21367.2026.200"),
 )
 PATIENT_AUTHORITY = "1.3.6.1.4.1.21367.2026.10"
+DEMO_CONSOLE_ACCOUNT = "compliance"
 DEMO_STUDIES = (
     ("DEMO-1001", "CT chest", Code("CT", "1.2.840.10008.2.16.4", "Computed Tomography")),
     ("DEMO-1001", "MR brain", Code("MR", "1.2.840.10008.2.16.4", "Magnetic Resonance")),
@@ -68,6 +71,28 @@ def ensure_organisations(settings: Settings) -> list[Path]:
     finally:
         database.dispose()
     return bundles
+
+
+def ensure_console_account(settings: Settings) -> str:
+    """The demo's compliance account, with a fresh random password (returned); audited like `xdshub user`."""
+    from hub.audit import commands
+    from hub.console.accounts import add_user, find_user, set_password
+
+    password = secrets.token_urlsafe(12)
+    database = Database(settings.database_url)
+    try:
+        with database.session() as session:
+            account = find_user(session, DEMO_CONSOLE_ACCOUNT)
+            if account is None:
+                account = add_user(session, DEMO_CONSOLE_ACCOUNT, "compliance", password)
+                change = "created"
+            else:
+                set_password(account, password)
+                change = "given a new password"
+            commands.account_changed(session, settings, account.name, account.role, change)
+    finally:
+        database.dispose()
+    return password
 
 
 def report_submission(patient: str, title: str, modality: Code, study_uid: str, content: bytes,
@@ -190,8 +215,11 @@ def run_demo(data_dir: Path | str | None = None, port: int | None = None) -> Non
     if port:
         settings = replace(settings, port=port)
     bundles = ensure_organisations(settings)
+    password = ensure_console_account(settings)
     url = f"https://127.0.0.1:{settings.port}"
     _say(f"xdshub demo: serving on {url}")
+    _say(f"  compliance console: {url}/audit  (account {DEMO_CONSOLE_ACCOUNT}, password {password}; "
+         "a new one at every start)")
     _say(f"  data dir: {settings.data_dir}   CA: {settings.path(settings.ca_cert)}")
     _say(f"  organisation bundles: {', '.join(str(b) for b in bundles)}")
     _say("  press Ctrl-C to stop")

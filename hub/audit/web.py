@@ -78,13 +78,14 @@ def _record_alone(make: Callable[[Session], None], what: str) -> None:
             session.rollback()
 
 
-def _write(session: Session, event: AuditEvent) -> None:
+def write_event(session: Session, event: AuditEvent) -> None:
+    """Append `event` to the session's transaction (the caller commits)."""
     record(session, event, get_settings())
 
 
 def record_refusal(reason: str, transaction: str | None, outcome: Outcome = Outcome.SERIOUS_FAILURE) -> None:
     """A Security Alert for a refused call, committed on its own."""
-    _record_alone(lambda session: _write(session, security_alert(
+    _record_alone(lambda session: write_event(session, security_alert(
         requestor=requestor_party(g.get("caller")), hub=hub_party(), outcome=outcome, time=datetime.now(UTC),
         source_id=source_id(), reason=reason, transaction=transaction, path=request.path)), "a refused call")
 
@@ -105,13 +106,15 @@ def record_token_request(status: int, scopes: str, error: str | None) -> None:
                       address=request.remote_addr, alternative_id=client_id or None)
     outcome = Outcome.SUCCESS if status == 200 else (Outcome.MINOR_FAILURE if status < 500 else
                                                      Outcome.SERIOUS_FAILURE)
-    _record_alone(lambda session: _write(session, token_issued(
+    _record_alone(lambda session: write_event(session, token_issued(
         requestor=requestor, hub=hub_party(), outcome=outcome, time=datetime.now(UTC), source_id=source_id(),
         client_id=client_id or "unknown", scopes=scopes, description=error)), "a token request")
 
 
-def record_audit_read(caller: Caller) -> None:
-    """Audit Log Used (110101) for a read of the trail through /api/audit or /fhir/AuditEvent."""
-    _record_alone(lambda session: _write(session, audit_log_used(
+def record_audit_read(reader: Caller | Party, what: str | None = None) -> None:
+    """Audit Log Used (110101) for a read of the trail: an organisation through /api/audit or
+    /fhir/AuditEvent, or a person at the console; `what` defaults to the URL read."""
+    requestor = reader if isinstance(reader, Party) else requestor_party(reader)
+    _record_alone(lambda session: write_event(session, audit_log_used(
         hub=hub_party(), outcome=Outcome.SUCCESS, time=datetime.now(UTC), source_id=source_id(),
-        what=request.url, requestor=requestor_party(caller))), "an audit trail read")
+        what=what or request.url, requestor=requestor)), "an audit trail read")
