@@ -47,6 +47,9 @@ UID_MAX_LENGTH = 64
 _PARSE_ERRORS = (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
                  NotImplementedError, OverflowError, struct.error)
 
+PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)   # Pixel Data, Float and Double Float Pixel Data
+HEADER_DEFER_SIZE = 16 * 1024                           # bigger values (pixel data) are skipped, not read
+
 REQUIRED_UIDS = (
     ("SOPClassUID", "SOP Class UID (0008,0016)"),
     ("SOPInstanceUID", "SOP Instance UID (0008,0018)"),
@@ -82,6 +85,15 @@ class InstanceHeader:
     body_part_examined: str
     referring_physician_name: str
     study_id: str
+    institution_name: str = ""
+    department: str = ""            # Institutional Department Name (0008,1040)
+    station_name: str = ""
+    manufacturer: str = ""
+    rows: int | None = None
+    columns: int | None = None
+    bits_allocated: int | None = None
+    number_of_frames: int | None = None
+    has_pixel_data: bool = False     # Pixel Data, Float or Double Float Pixel Data present (7FE0,00xx)
 
 
 def is_valid_uid(value: str) -> bool:
@@ -89,10 +101,13 @@ def is_valid_uid(value: str) -> bool:
     return 0 < len(value) <= UID_MAX_LENGTH and _UID.fullmatch(value) is not None
 
 
-def read_dataset(stream: BinaryIO, *, stop_before_pixels: bool = False) -> Dataset:
-    """A Part 10 file read with pydicom (File Meta Information required); InvalidDicom otherwise."""
+def read_dataset(stream: BinaryIO, *, stop_before_pixels: bool = False, defer_size: int | None = None) -> Dataset:
+    """A Part 10 file read with pydicom (File Meta Information required); InvalidDicom otherwise.
+
+    `defer_size`: values larger than this many bytes are skipped, not read, until accessed.
+    """
     try:
-        dataset = pydicom.dcmread(stream, stop_before_pixels=stop_before_pixels, force=False)
+        dataset = pydicom.dcmread(stream, stop_before_pixels=stop_before_pixels, defer_size=defer_size, force=False)
     except OSError:
         raise
     except InvalidDicomError:
@@ -172,15 +187,25 @@ def _header(dataset: Dataset) -> InstanceHeader:
         body_part_examined=text_value(dataset, "BodyPartExamined"),
         referring_physician_name=text_value(dataset, "ReferringPhysicianName"),
         study_id=text_value(dataset, "StudyID"),
+        institution_name=text_value(dataset, "InstitutionName"),
+        department=text_value(dataset, "InstitutionalDepartmentName"),
+        station_name=text_value(dataset, "StationName"),
+        manufacturer=text_value(dataset, "Manufacturer"),
+        rows=_number(dataset, "Rows"),
+        columns=_number(dataset, "Columns"),
+        bits_allocated=_number(dataset, "BitsAllocated"),
+        number_of_frames=_number(dataset, "NumberOfFrames"),
+        has_pixel_data=any(tag in dataset for tag in PIXEL_DATA_TAGS),
     )
 
 
 def read_instance_header(stream: BinaryIO) -> InstanceHeader:
-    """The header of a Part 10 instance, pixel data not read; InvalidDicom when it is not acceptable.
+    """The header of a Part 10 instance, pixel data skipped (not read); InvalidDicom when it is not acceptable.
 
-    The stream is read from its current position; where it is left afterwards is unspecified.
+    The stream must be seekable; it is read from its current position and
+    left anywhere.
     """
-    dataset = read_dataset(stream, stop_before_pixels=True)
+    dataset = read_dataset(stream, defer_size=HEADER_DEFER_SIZE)
     try:
         return _header(dataset)
     except InvalidDicom:

@@ -1,14 +1,23 @@
-"""One entry for any DICOM instance the hub takes in (import, and later STOW-RS, C-STORE, captures).
+"""One entry for any DICOM instance the hub takes in: import, STOW-RS, C-STORE, captures.
 
 The instance is streamed into the blob store, its header read back from
-there (pydicom, pixel data not loaded) and recorded in `dicom_instances`.
-The XDS patient id is `ID^^^&OID&ISO` with the assigning authority from
-Issuer of Patient ID Qualifiers (Universal Entity ID), else from the sending
-organisation's OID (DESIGN.md, Patient identity). Storing the same SOP
-Instance again with the same bytes changes nothing; with other bytes it
-replaces the earlier copy; the replaced blob, referenced by nothing any more,
-is left for `xdshub storage gc`.
-The caller commits; on error nothing is recorded and the blob is reclaimed.
+there (pydicom, pixel data skipped) and checked, then recorded in
+`dicom_instances`. The XDS patient id is `ID^^^&OID&ISO` with the assigning
+authority from Issuer of Patient ID Qualifiers (Universal Entity ID), else
+from the sending organisation's OID (DESIGN.md, Patient identity).
+
+Checks, each an `InvalidDicom` subclass naming what is wrong:
+- the UIDs and Part 10 structure (`repository.dicomfile`);
+- a Patient ID is present;
+- an image SOP class ("... Image Storage") carries pixel data (`MissingPixelData`);
+- every instance of a study names the same patient (`InconsistentPatient`);
+- a SOP Instance UID already held with other bytes is a conflict, nothing is
+  overwritten (`InstanceConflict`); with the same bytes it is accepted and
+  changes nothing (`Ingested.duplicate`).
+
+A new instance also moves its study's `StudyState.last_instance_at` on, which
+the quiet-period publisher watches. The caller commits; on error nothing is
+recorded and the new blob is reclaimed.
 """
 
 from __future__ import annotations
@@ -17,12 +26,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
+from pydicom.uid import UID
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from repository.blobstore import BlobStore, open_seekable
 from repository.dicomfile import InstanceHeader, InvalidDicom, is_valid_uid, read_instance_header
 from repository.reclaim import reclaim_unreferenced
-from repository.tables import DicomInstance
+from repository.tables import DicomInstance, StudyState
+
+
+class MissingPixelData(InvalidDicom):
+    """An image SOP class without Pixel Data."""
+
+
+class InconsistentPatient(InvalidDicom):
+    """The study is held already with another patient."""
+
+
+class InstanceConflict(InvalidDicom):
+    """The SOP Instance UID is held already with other content."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +54,12 @@ class Sender:
 
     organisation_id: int | None
     organisation_oid: str
+
+
+@dataclass(frozen=True)
+class Ingested:
+    instance: DicomInstance
+    duplicate: bool           # the same bytes were held already: nothing changed
 
 
 def assigning_authority(header: InstanceHeader, sender: Sender) -> str:
@@ -48,6 +77,11 @@ def xds_patient_id(header: InstanceHeader, sender: Sender) -> str:
     return f"{header.patient_id}^^^&{authority}&ISO"
 
 
+def is_image_storage(sop_class_uid: str) -> bool:
+    """An image storage SOP class of PS3.4 B.5 (its registered name ends in "Image Storage")."""
+    return UID(sop_class_uid).name.endswith("Image Storage")
+
+
 def _row(header: InstanceHeader, sender: Sender, sha256: str, size: int) -> dict[str, object]:
     return dict(
         sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
@@ -61,28 +95,67 @@ def _row(header: InstanceHeader, sender: Sender, sha256: str, size: int) -> dict
         study_description=header.study_description, referring_physician_name=header.referring_physician_name,
         series_number=header.series_number, series_description=header.series_description,
         body_part_examined=header.body_part_examined, instance_number=header.instance_number,
+        institution_name=header.institution_name[:64], department=header.department[:64],
+        station_name=header.station_name[:64], manufacturer=header.manufacturer[:64], rows=header.rows,
+        columns=header.columns, bits_allocated=header.bits_allocated, number_of_frames=header.number_of_frames,
         sha256=sha256, size=size, submitter_org_id=sender.organisation_id, stored_at=datetime.now(UTC),
     )
 
 
-def ingest_instance(session: Session, store: BlobStore, stream: BinaryIO, sender: Sender,
-                    max_bytes: int | None = None) -> DicomInstance:
+def _check(session: Session, header: InstanceHeader, patient_id: str, sha256: str) -> DicomInstance | None:
+    """The row already holding these bytes, None for a new instance; InvalidDicom when it cannot be taken."""
+    if is_image_storage(header.sop_class_uid) and not header.has_pixel_data:
+        raise MissingPixelData(f"{UID(header.sop_class_uid).name} instance {header.sop_instance_uid} has no "
+                               "Pixel Data (7FE0,0010)")
+    existing = session.get(DicomInstance, header.sop_instance_uid)
+    if existing is not None:
+        if existing.sha256 != sha256:
+            raise InstanceConflict(f"SOP Instance {header.sop_instance_uid} is held already with other content; "
+                                   "nothing was overwritten (send it with a new SOP Instance UID)")
+        return existing
+    held = session.scalar(select(StudyState.patient_id).where(
+        StudyState.study_instance_uid == header.study_instance_uid))
+    if held is None:
+        held = session.scalar(select(DicomInstance.patient_id).where(
+            DicomInstance.study_instance_uid == header.study_instance_uid).limit(1))
+    if held is not None and held != patient_id:
+        raise InconsistentPatient(f"study {header.study_instance_uid} is held for patient {held}; this instance "
+                                  f"names {patient_id}")
+    return None
+
+
+def _study_received(session: Session, instance: DicomInstance) -> None:
+    state = session.get(StudyState, instance.study_instance_uid, with_for_update=True)
+    if state is None:
+        session.add(StudyState(study_instance_uid=instance.study_instance_uid, patient_id=instance.patient_id,
+                               last_instance_at=instance.stored_at, published_instances=0, failures=0,
+                               last_error=""))
+    else:
+        state.last_instance_at = instance.stored_at
+
+
+def ingest(session: Session, store: BlobStore, stream: BinaryIO, sender: Sender,
+           max_bytes: int | None = None) -> Ingested:
     """Store one Part 10 instance and record it; InvalidDicom (nothing kept) when it is not acceptable."""
     blob = store.put(stream, max_bytes)
     try:
         with open_seekable(store, blob.sha256) as stored:
             header = read_instance_header(stored)
         values = _row(header, sender, blob.sha256, blob.size)
+        existing = _check(session, header, str(values["patient_id"]), blob.sha256)
     except InvalidDicom:
         reclaim_unreferenced(session, store, [blob.sha256])
         raise
-    existing = session.get(DicomInstance, header.sop_instance_uid)
-    if existing is None:
-        instance = DicomInstance(**values)
-        session.add(instance)
-        session.flush()
-        return instance
-    for name, value in values.items():
-        setattr(existing, name, value)
+    if existing is not None:
+        return Ingested(existing, duplicate=True)
+    instance = DicomInstance(**values)
+    session.add(instance)
+    _study_received(session, instance)
     session.flush()
-    return existing
+    return Ingested(instance, duplicate=False)
+
+
+def ingest_instance(session: Session, store: BlobStore, stream: BinaryIO, sender: Sender,
+                    max_bytes: int | None = None) -> DicomInstance:
+    """`ingest`, for callers that need only the instance."""
+    return ingest(session, store, stream, sender, max_bytes).instance

@@ -69,6 +69,14 @@ class DicomInstance(Base):
     series_description: Mapped[str] = mapped_column(String(256), default="")
     body_part_examined: Mapped[str] = mapped_column(String(64), default="")
     instance_number: Mapped[int | None] = mapped_column(Integer)
+    institution_name: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    department: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    station_name: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    manufacturer: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    rows: Mapped[int | None] = mapped_column(Integer)
+    columns: Mapped[int | None] = mapped_column(Integer)
+    bits_allocated: Mapped[int | None] = mapped_column(Integer)
+    number_of_frames: Mapped[int | None] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     submitter_org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
@@ -90,3 +98,28 @@ class ManifestReference(Base):
     retrieve_location_uid: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_manifest_references_sop_instance_uid", "sop_instance_uid"),)
+
+
+class StudyState(Base):
+    """Where a study the hub holds stands with publishing: when its last new instance arrived, and the
+    manifest (KOS) registered for it, if any.
+
+    The quiet-period publisher (`repository.autopublish`) publishes a study
+    whose last instance is older than the quiet period and newer than its
+    manifest; the next manifest replaces the previous one (RPLC). Kept in the
+    database, so a restart forgets nothing and publishes nothing twice.
+    """
+
+    __tablename__ = "study_states"
+
+    study_instance_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(256))                    # XDS form, the study's one patient
+    last_instance_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    manifest_unique_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    manifest_entry_uuid: Mapped[str | None] = mapped_column(String(64), nullable=True)   # what RPLC targets
+    # The last_instance_at the registered manifest covers: due again when a newer instance arrives.
+    published_through: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    published_instances: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)               # consecutive failed publications
+    attempted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str] = mapped_column(String(1000), default="")

@@ -41,7 +41,15 @@ def test_header_fields_are_read_from_a_ct_instance() -> None:
         patient_birth_date="19700101", patient_sex="F", study_date="20260115", study_time="093000",
         accession_number="ACC-1", study_description="CT chest", series_number=4, instance_number=12,
         series_description="CT series 4", body_part_examined="CHEST", referring_physician_name="HOUSE^GREGORY",
-        study_id="S1")
+        study_id="S1", manufacturer="xdshub tests", rows=ds.Rows, columns=ds.Columns, bits_allocated=16,
+        has_pixel_data=True)
+
+
+def test_an_instance_without_pixel_data_says_so() -> None:
+    ds = make_instance(study_uid="1.2.3.4.1", series_uid="1.2.3.4.1.2", sop_uid="1.2.3.4.1.2.3", modality="CT",
+                       patient_id="PAT-7", issuer="", series_number=1, instance_number=1)
+    del ds.PixelData
+    assert header_of(ds).has_pixel_data is False
 
 
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
