@@ -197,5 +197,9 @@ def _register_repository_commands() -> None:
 
     main.add_command(user)
 
+    from hub.cli_publish import publish
+
+    main.add_command(publish)
+
 
 _register_repository_commands()

@@ -203,17 +203,22 @@ def tune_malloc() -> bool:
         return False
 
 
-def start_audit_export(settings: Settings) -> subprocess.Popen[bytes] | None:
-    """`xdshub audit export` in its own process when hub.toml names ATNA collectors.
+def companion_commands(settings: Settings) -> list[list[str]]:
+    """The `xdshub` commands `serve` runs beside gunicorn, each in its own process.
 
-    A separate process rather than a thread of the gunicorn master, which forks
-    its workers: a thread holding a lock at fork time would hang a worker.
+    `audit export` when hub.toml names ATNA collectors; `publish --watch`
+    when quiet-period publishing is on. Separate processes rather than threads
+    of the gunicorn master, which forks its workers: a thread holding a lock at
+    fork time would hang a worker; and one process each, not one per worker.
     """
-    if not settings.audit_collectors:
-        return None
-    command = [sys.executable, "-c", "from hub.cli import main; main()", "audit", "export",
-               "--data-dir", str(settings.data_dir)]
-    return subprocess.Popen(command)
+    xdshub = [sys.executable, "-c", "from hub.cli import main; main()"]
+    data_dir = ["--data-dir", str(settings.data_dir)]
+    commands = []
+    if settings.audit_collectors:
+        commands.append([*xdshub, "audit", "export", *data_dir])
+    if settings.publish_quiet_seconds > 0:
+        commands.append([*xdshub, "publish", "--watch", *data_dir])
+    return commands
 
 
 def stop_process(process: subprocess.Popen[bytes] | None) -> None:
@@ -236,8 +241,9 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     prepare_metrics_dir(settings)
     configure_logging(settings.log_level)
     tune_malloc()
-    exporter = start_audit_export(settings)
+    companions = [subprocess.Popen(command) for command in companion_commands(settings)]
     try:
         HubApplication(settings).run()
     finally:
-        stop_process(exporter)
+        for process in companions:
+            stop_process(process)

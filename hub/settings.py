@@ -22,6 +22,8 @@ FIELD_DOCS = {
     "home_community_id": "this hub's XCA homeCommunityId (urn:oid:...)",
     "repository_unique_id": "this hub's repositoryUniqueId (an OID)",
     "dimse_port": "DICOM C-STORE/C-ECHO port; 0 turns DIMSE off",
+    "dimse_ae_title": "the hub's AE title: the Called AE Title associations must name (PS3.8 7.1.1.4, 16 chars)",
+    "dimse_tls": "DIMSE over TLS (PS3.15 B.1): the server certificate, client certificates required from ca_certs",
     "host": "address `xdshub serve` binds",
     "port": "HTTPS port of `xdshub serve`",
     "public_url": "the base URL clients use (issuer of tokens, token_url in client bundles)",
@@ -33,6 +35,7 @@ FIELD_DOCS = {
     "registry_bundle": "client bundle folder (from `xdshub org add` at that registry) for mTLS and OAuth",
     "audit_collectors": "ATNA syslog collectors (host:port) the audit trail is sent to over TLS (RFC 5425)",
     "audit_collector_ca": "PEM bundle of CAs that sign the collectors' certificates",
+    "publish_quiet_seconds": "publish a study's manifest (RAD-68) once no new instance arrived for this long; 0: off",
     "console_session_idle": "seconds a console session lasts without a request before it must log in again",
     "console_session_lifetime": "seconds a console session lasts at most after login",
     "console_lockout_attempts": "consecutive failed console logins that lock an account",
@@ -66,6 +69,8 @@ class Settings:
     home_community_id: str = "urn:oid:1.3.6.1.4.1.21367.2026.1"
     repository_unique_id: str = "1.3.6.1.4.1.21367.2026.1.1"
     dimse_port: int = 11112
+    dimse_ae_title: str = "XDSHUB"
+    dimse_tls: bool = False
     host: str = "127.0.0.1"
     port: int = 8443
     public_url: str = ""
@@ -77,6 +82,7 @@ class Settings:
     registry_bundle: Path = Path("registry-client")
     audit_collectors: tuple[str, ...] = ()
     audit_collector_ca: Path = Path("pki/trusted-ca.crt")
+    publish_quiet_seconds: int = 300
     console_session_idle: int = 15 * 60
     console_session_lifetime: int = 8 * 60 * 60
     console_lockout_attempts: int = 5
@@ -110,6 +116,8 @@ def _coerce(name: str, value: Any) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     if kind == "int":
         return int(value)
+    if kind == "bool":
+        return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
     if kind == "Path":
         return Path(value)
     if kind.startswith("tuple"):

@@ -34,6 +34,7 @@ from repository.blobstore import BlobStore, open_seekable
 from repository.dicomfile import InstanceHeader, InvalidDicom, is_valid_uid, read_instance_header
 from repository.reclaim import reclaim_unreferenced
 from repository.tables import DicomInstance, StudyState
+from repository.vocabulary import KOS_FORMAT_CODE as KOS_SOP_CLASS
 
 
 class MissingPixelData(InvalidDicom):
@@ -150,7 +151,8 @@ def ingest(session: Session, store: BlobStore, stream: BinaryIO, sender: Sender,
         return Ingested(existing, duplicate=True)
     instance = DicomInstance(**values)
     session.add(instance)
-    _study_received(session, instance)
+    if instance.sop_class_uid != KOS_SOP_CLASS:     # a manifest is not new study content
+        _study_received(session, instance)
     session.flush()
     return Ingested(instance, duplicate=False)
 

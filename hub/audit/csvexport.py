@@ -1,24 +1,18 @@
-"""CSV of audit records and of a disclosure report, streamed one line at a time.
-
-RFC 4180: every field quoted, quotes doubled, lines ended by CRLF, one header
-row. The values come from callers (patient ids, user names, addresses), so
-each cell is made safe for spreadsheets (OWASP "CSV Injection"): a cell that
-begins with =, +, -, @, a tab or a carriage return gets a leading single
-quote, so it is shown as text and never evaluated as a formula. Feed the
-iterators to a streaming response; pair `records_csv` with
+"""CSV of audit records and of a disclosure report, streamed one line at a time (`hub.csvfile`: RFC 4180,
+formulas defused). Feed the iterators to a streaming response; pair `records_csv` with
 `hub.audit.query.search_all` to export every matching record, not a page.
 """
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 from hub.audit import codes
 from hub.audit.disclosure import DOCUMENT, STUDY, Disclosure
 from hub.audit.tables import AuditRecord
 from hub.clock import as_utc
+from hub.csvfile import csv_lines, safe_cell
 
 __all__ = ["DISCLOSURE_COLUMNS", "RECORD_COLUMNS", "disclosures_csv", "records_csv", "safe_cell"]
 
@@ -26,27 +20,6 @@ RECORD_COLUMNS = ("seq", "recorded_at", "event_id", "event", "event_type", "acti
                   "user", "client_address", "patient_id", "study_uid", "hash")
 DISCLOSURE_COLUMNS = ("seq", "recorded_at", "recipient_kind", "recipient_id", "recipient_name", "address",
                       "transaction", "outcome", "studies", "documents")
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-
-
-class _Line:
-    """A file-like target that hands back what the csv writer wrote: one formatted line."""
-
-    def write(self, line: str) -> str:
-        return line
-
-
-def safe_cell(value: object) -> str:
-    """`value` as text, with a leading single quote when a spreadsheet would take it for a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
-
-
-def _lines(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Iterator[str]:
-    writer = csv.writer(_Line(), quoting=csv.QUOTE_ALL, lineterminator="\r\n")
-    yield str(writer.writerow(header))
-    for row in rows:
-        yield str(writer.writerow([safe_cell(value) for value in row]))
 
 
 def _stamp(moment: datetime) -> str:
@@ -55,7 +28,7 @@ def _stamp(moment: datetime) -> str:
 
 def records_csv(records: Iterable[AuditRecord]) -> Iterator[str]:
     """The header line, then one CSV line per record (RECORD_COLUMNS), each ending in CRLF."""
-    return _lines(RECORD_COLUMNS, (
+    return csv_lines(RECORD_COLUMNS, (
         (r.seq, _stamp(r.recorded_at), r.event_id, codes.display_name(r.event_id), r.event_type, r.action,
          r.outcome, r.organisation_oid, r.user_id, r.client_address, r.patient_id, r.study_uid, r.hash)
         for r in records))
@@ -71,7 +44,7 @@ def disclosures_csv(rows: Iterable[Disclosure]) -> Iterator[str]:
     The studies and documents disclosed are two columns, the UIDs in each
     separated by spaces (a UID or OID never holds one).
     """
-    return _lines(DISCLOSURE_COLUMNS, (
+    return csv_lines(DISCLOSURE_COLUMNS, (
         (d.seq, _stamp(d.recorded_at), d.recipient_kind, d.recipient_id, d.recipient_name, d.address,
          d.transaction, d.outcome, _ids(d.objects, STUDY), _ids(d.objects, DOCUMENT))
         for d in rows))
