@@ -54,12 +54,12 @@ def audit_trail(data_dir: Path) -> list[AuditRecord]:
     return rows
 
 
-def test_import_stores_the_instances_and_names_each_refused_file(data_dir: Path, study: tuple[Path, str]) -> None:
+def test_import_stores_the_instances_and_names_each_skipped_file(data_dir: Path, study: tuple[Path, str]) -> None:
     folder, _ = study
-    result = run("import", str(folder), "--org", ORG, "--data-dir", str(data_dir))
+    result = run("import", str(folder), "--org", ORG, "--verbose", "--data-dir", str(data_dir))
     assert result.exit_code == 0, result.output
-    assert "2 instance(s) stored, 1 refused" in result.output
-    assert "notes.txt" in result.output
+    assert "imported: 2 instance(s) in 1 study(ies)" in result.output and "skipped: 1" in result.output
+    assert "skipped " in result.output and "notes.txt" in result.output
 
 
 def test_import_for_an_unknown_organisation_is_a_clear_error(data_dir: Path, study: tuple[Path, str]) -> None:
