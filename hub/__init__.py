@@ -19,8 +19,9 @@ def create_app(settings: Settings | None = None, database: Any | None = None) ->
     from hub.audit import fhir as audit_fhir
     from hub.security import oauth
     from registry import views as registry_views
-    from repository import studies_api
+    from repository import capture_views, studies_api
     from repository import views as repository_views
+    from repository.dicomweb import views as dicomweb_views
 
     settings = settings or load_settings()
     app = Flask(__name__)
@@ -37,6 +38,8 @@ def create_app(settings: Settings | None = None, database: Any | None = None) ->
     oauth.init_app(app)
     registry_views.init_app(app)
     repository_views.init_app(app)
+    dicomweb_views.init_app(app)
+    capture_views.init_app(app)
     studies_api.init_app(app)
     audit_api.init_app(app)
     audit_fhir.init_app(app)

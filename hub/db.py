@@ -56,6 +56,10 @@ class _SqliteGate:
     released, where SQLite's own busy handler would sleep in growing steps (up to
     100 ms) and leave the CPU idle under concurrent writers. IMMEDIATE keeps two
     transactions that read, then write, from deadlocking.
+
+    A transaction begun on a connection with the READ_ONLY execution option
+    (`begin_read_only`) skips the gate: BEGIN DEFERRED reads a WAL snapshot
+    while writers go on. It must not write; end it before writing.
     """
 
     def __init__(self, database_path: str) -> None:
@@ -66,6 +70,9 @@ class _SqliteGate:
             record.info["gate_fd"] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def begin(self, conn: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN DEFERRED")   # a WAL snapshot: blocks no writer, waits for none
+            return
         fd = conn.info.get("gate_fd") if self.path else None
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -98,6 +105,16 @@ class _SqliteGate:
         event.listen(engine, "rollback", self.end)
         event.listen(engine, "checkin", self.checkin)
         event.listen(engine, "close", self.closed)
+
+
+READ_ONLY = "xdshub_read_only"
+
+
+def begin_read_only(session: Session) -> None:
+    """Start `session`'s next transaction as a read-only one: on SQLite it takes no write lock, so reads
+    run beside writers and each other. Call before the session's first statement; end the transaction
+    (commit) before anything writes."""
+    session.connection(execution_options={READ_ONLY: True})
 
 
 def make_engine(url: str) -> Engine:

@@ -78,6 +78,10 @@ TRANSACTIONS: dict[str, CodedValue] = {
         CodedValue("ITI-43", IHE_TRANSACTIONS, "Retrieve Document Set"),
         CodedValue("RAD-68", IHE_TRANSACTIONS, "Provide and Register Imaging Document Set - MTOM/XOP"),
         CodedValue("RAD-69", IHE_TRANSACTIONS, "Retrieve Imaging Document Set"),
+        # DICOMweb (PS3.18), IHE RAD TF-2: WADO-RS Retrieve, Store Instances over the Web, QIDO-RS Query
+        CodedValue("RAD-107", IHE_TRANSACTIONS, "WADO-RS Retrieve"),
+        CodedValue("RAD-108", IHE_TRANSACTIONS, "Store Instances over the Web"),
+        CodedValue("RAD-129", IHE_TRANSACTIONS, "QIDO-RS Query"),
     )
 }
 

@@ -50,3 +50,11 @@ def account_changed(session: Session, settings: Settings, account: str, role: st
     record(session, events.account_changed(
         by=events.operator(), hub=_hub(settings, "user"), time=datetime.now(UTC), source_id=settings.base_url,
         account=account, role=role, change=change), settings)
+
+
+def application_entity_changed(session: Session, settings: Settings, ae_title: str, organisation_oid: str,
+                               host: str | None, change: str) -> None:
+    """`xdshub ae add|remove`: a calling AE title registered to an organisation, or removed."""
+    record(session, events.application_entity_changed(
+        hub=_hub(settings, "ae"), time=datetime.now(UTC), source_id=settings.base_url, ae_title=ae_title,
+        organisation_oid=organisation_oid, host=host, change=change), settings)

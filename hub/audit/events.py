@@ -302,3 +302,89 @@ def account_changed(*, by: Party, hub: Party, time: datetime, source_id: str, ac
     return AuditEvent(event_id=codes.SECURITY_ALERT, action=Action.EXECUTE, outcome=Outcome.SUCCESS, time=time,
                       type_codes=(kind,), participants=(_source(by), _destination(hub)), source_id=source_id,
                       objects=(subject,), outcome_description=f"console account {account} {change}")
+
+
+# -- DIMSE (repository.dimse) ---------------------------------------------------------------------------------
+
+def instances_transferred(*, sender: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str,
+                          action: Action, studies: Sequence[tuple[str, Sequence[tuple[str, str]]]],
+                          patient_id: str | None, description: str | None = None) -> AuditEvent:
+    """DICOM instances received over DIMSE (C-STORE): 110104, PS3.15 A.5.3 "DICOM Instances Transferred".
+
+    The hub audits as the receiver: the sending process is the Source (role
+    110153, UserIsRequestor: it opened the association), the hub the
+    Destination (110152). EventActionCode C when the hub did not hold the
+    instances before, R when it held them all already. Each study is an object
+    of type 2, role 3, ID type DCM 110180 with its SOP classes and instance
+    counts (ParticipantObjectDescription); the patient is type 1, role 1.
+    """
+    objects = _patient(patient_id) + tuple(
+        ParticipantObject(study_uid, ObjectType.SYSTEM_OBJECT, ObjectRole.REPORT, codes.STUDY_INSTANCE_UID,
+                          sop_classes=_by_sop_class(instances))
+        for study_uid, instances in studies)
+    return AuditEvent(event_id=codes.INSTANCES_TRANSFERRED, action=action, outcome=Outcome(outcome), time=time,
+                      type_codes=(), participants=(_source(sender), _destination(hub)), source_id=source_id,
+                      objects=objects, outcome_description=description)
+
+
+def application_entity_changed(*, hub: Party, time: datetime, source_id: str, ae_title: str, organisation_oid: str,
+                               host: str | None, change: str) -> AuditEvent:
+    """`xdshub ae add|remove`: a calling AE title given to, or taken from, an organisation (Security Alert,
+    type 110137 User Security Attributes Changed, PS3.16 CID 403). The AE title is the object: a system
+    object in the role of security user entity, its organisation and host restriction as a description."""
+    where = f"; host {host}" if host else ""
+    subject = ParticipantObject(ae_title, ObjectType.SYSTEM_OBJECT, ObjectRole.SECURITY_USER_ENTITY,
+                                codes.USER_IDENTIFIER, name=f"AETITLES={ae_title}",
+                                details=((codes.DESCRIPTION,
+                                          f"{change}; organisation {organisation_oid}{where}".encode()),))
+    return AuditEvent(event_id=codes.SECURITY_ALERT, action=Action.EXECUTE, outcome=Outcome.SUCCESS, time=time,
+                      type_codes=(codes.USER_SECURITY_ATTRIBUTES_CHANGED,),
+                      participants=(_source(operator()), _destination(hub)), source_id=source_id,
+                      objects=(subject,), outcome_description=f"calling AE title {ae_title} {change}")
+
+
+# -- DICOMweb (PS3.18): RAD-108 STOW-RS, RAD-107 WADO-RS, RAD-129 QIDO-RS ----------------------------------------
+#
+#   builder            transaction, hub's actor              EventID                          action  objects
+#   dicomweb_store     RAD-108 Store Instances over the Web  110104 DICOM Instances Transferred C       patient?, study*
+#   dicomweb_retrieve  RAD-107 WADO-RS Retrieve              110104 DICOM Instances Transferred R       patient?, study*
+#   dicomweb_query     RAD-129 QIDO-RS Query                 110112 Query                       E       query
+#
+# PS3.15 A.5.3.6 "DICOM Instances Transferred" is the message for instances moved between nodes, the action
+# C when the receiver did not hold them before and R when they are read; the sender of the instances is the
+# Source (on a retrieve the hub, as for RAD-69). PS3.15 A.5.3.12 "Query" for the search, whose query object
+# carries the query parameters as ParticipantObjectQuery (the URL's query string).
+
+def _studies(studies: Sequence[tuple[str, Sequence[tuple[str, str]]]]) -> tuple[ParticipantObject, ...]:
+    return tuple(ParticipantObject(study_uid, ObjectType.SYSTEM_OBJECT, ObjectRole.REPORT, codes.STUDY_INSTANCE_UID,
+                                   sop_classes=_by_sop_class(instances))
+                 for study_uid, instances in studies)
+
+
+def dicomweb_store(*, requestor: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str,
+                   studies: Sequence[tuple[str, Sequence[tuple[str, str]]]], patient_id: str | None,
+                   description: str | None = None) -> AuditEvent:
+    """RAD-108 Store Instances over the Web (STOW-RS), the hub receiving: DICOM Instances Transferred, Create."""
+    return _event(codes.INSTANCES_TRANSFERRED, Action.CREATE, codes.transaction("RAD-108"), requestor=requestor,
+                  hub=hub, outcome=outcome, time=time, source_id=source_id,
+                  objects=_patient(patient_id) + _studies(studies), description=description)
+
+
+def dicomweb_retrieve(*, requestor: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str,
+                      studies: Sequence[tuple[str, Sequence[tuple[str, str]]]], patient_id: str | None,
+                      description: str | None = None) -> AuditEvent:
+    """RAD-107 WADO-RS Retrieve (instances, metadata, frames, bulk data, rendered), the hub sending:
+    DICOM Instances Transferred, Read; the hub is the Source, the requestor the Destination."""
+    return _event(codes.INSTANCES_TRANSFERRED, Action.READ, codes.transaction("RAD-107"), requestor=requestor,
+                  hub=hub, outcome=outcome, time=time, source_id=source_id,
+                  objects=_patient(patient_id) + _studies(studies), description=description, exporting=True)
+
+
+def dicomweb_query(*, requestor: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str, path: str,
+                   query: bytes, description: str | None = None) -> AuditEvent:
+    """RAD-129 QIDO-RS Query: Query, Execute. The query object: type 2, role 24 (query), ID type the RAD-129
+    code, ID the resource searched (the URL path), ParticipantObjectQuery the query string."""
+    query_object = ParticipantObject(path, ObjectType.SYSTEM_OBJECT, ObjectRole.QUERY, codes.transaction("RAD-129"),
+                                     query=query, details=((codes.QUERY_ENCODING, QUERY_ENCODING.encode()),))
+    return _event(codes.QUERY, Action.EXECUTE, codes.transaction("RAD-129"), requestor=requestor, hub=hub,
+                  outcome=outcome, time=time, source_id=source_id, objects=(query_object,), description=description)

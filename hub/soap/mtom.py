@@ -312,6 +312,31 @@ def read_multipart(stream: IO[bytes], boundary: str, start: str | None, *, max_b
     return MultipartRequest(root, attachments)
 
 
+def iter_parts(stream: IO[bytes], boundary: str, *, max_bytes: int,
+               spool_dir: str | os.PathLike[str] | None = None,
+               chunk_size: int = 64 * 1024) -> Iterator[Attachment]:
+    """Each part of any multipart/related body (RFC 2387), in order, spooled one at a time (DICOMweb STOW-RS).
+
+    Unlike `read_multipart` no part is a root and a Content-ID is optional
+    (`Attachment.content_id` is then ""). A part is spooled to a temporary
+    file (in memory up to MEMORY_SPOOL) while it is hashed, handed to the
+    consumer, and closed when the consumer asks for the next one, so at most
+    one part is held whatever the body weighs. A truncated or malformed body
+    raises SenderFault, more than `max_bytes` PayloadTooLarge, both only once
+    the parts before the fault have been handed out.
+    """
+    reader = _PartReader(stream, boundary, max_bytes, chunk_size)
+    while (headers := reader.next_headers()) is not None:
+        content_id = headers.get("content-id", "").strip().strip("<>")
+        part = _spool(reader, headers, content_id, spool_dir, MEMORY_SPOOL)
+        try:
+            yield part
+        finally:
+            part.file.close()
+    if not reader.count:
+        raise SenderFault("multipart body holds no parts")
+
+
 def parse_multipart(body: bytes, boundary: str) -> list[MimePart]:
     """Every part of a multipart/related body held in memory, in order; a truncated body is refused."""
     reader = _PartReader(io.BytesIO(body), boundary, len(body), 64 * 1024)

@@ -14,8 +14,8 @@ answered on its own:
   RAD TF-3 names no dedicated code for an unsupported transfer syntax.
 
 Who may see an instance: the organisation that stored it, and anyone who may
-see a manifest referencing it (the registry's confidentiality rule applied
-to the manifests this repository holds).
+see a manifest referencing it (`repository.visibility`, the rule QIDO-RS and
+WADO-RS apply too).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.errors import MissingDocument, RepositoryError, UnknownRepositoryId, XdsError
@@ -33,36 +33,11 @@ from hub.security.identity import Caller
 from hub.settings import Settings
 from repository.blobstore import BlobStore, open_seekable
 from repository.model import DocumentRequest, ImagingRequest, RetrievedDocument, RetrieveResult
-from repository.tables import DicomInstance, ManifestReference, StoredDocument
+from repository.tables import DicomInstance, ManifestReference
 from repository.transcode import TranscodeUnavailable, choose_transfer_syntax, transcode
+from repository.visibility import VisibleInstances
 
 DICOM = "application/dicom"
-
-
-BATCH = 500   # UIDs per IN (...) list, well inside SQLite's parameter limit
-
-
-def _batches(uids: list[str]) -> list[list[str]]:
-    return [uids[start:start + BATCH] for start in range(0, len(uids), BATCH)]
-
-
-def _held(session: Session, uids: list[str]) -> dict[str, DicomInstance]:
-    """The requested instances this hub holds, in one query per batch."""
-    return {i.sop_instance_uid: i for batch in _batches(uids)
-            for i in session.scalars(select(DicomInstance).where(DicomInstance.sop_instance_uid.in_(batch)))}
-
-
-def _shared_with(session: Session, uids: list[str], caller: Caller) -> set[str]:
-    """Those of `uids` a manifest the caller may see references (the registry's confidentiality rule)."""
-    visible_manifest = or_(StoredDocument.restricted.is_(False),
-                           StoredDocument.submitter_org_id == caller.organisation_id)
-    shared: set[str] = set()
-    for batch in _batches(uids):
-        shared.update(session.scalars(
-            select(ManifestReference.sop_instance_uid).distinct()
-            .join(StoredDocument, StoredDocument.unique_id == ManifestReference.manifest_unique_id)
-            .where(ManifestReference.sop_instance_uid.in_(batch), visible_manifest)))
-    return shared
 
 
 def _missing(session: Session, uid: str, settings: Settings) -> XdsError:
@@ -96,16 +71,13 @@ class RetrieveImaging:
         self.caller = caller
         self.settings = settings
         self.spool_dir = settings.data_dir / "spool"
-        self.held: dict[str, DicomInstance] = {}   # the requested instances this hub holds (set by run)
-        self.shared: set[str] = set()              # those others may see through a manifest
+        self.visible: VisibleInstances | None = None   # the requested instances the caller may see (set by run)
 
     def run(self, request: ImagingRequest) -> RetrieveResult:
         result = RetrieveResult()
         uids = sorted({d.document_unique_id for study in request.studies for series in study.series
                        for d in series.documents})
-        self.held = _held(self.session, uids)
-        others = [uid for uid, i in self.held.items() if i.submitter_org_id != self.caller.organisation_id]
-        self.shared = _shared_with(self.session, others, self.caller)
+        self.visible = VisibleInstances(self.session, self.caller, uids)
         try:
             for study in request.studies:
                 for series in study.series:
@@ -117,10 +89,6 @@ class RetrieveImaging:
             raise
         return result
 
-    def _visible(self, instance: DicomInstance) -> bool:
-        """Who may see an instance: the organisation that stored it, and anyone who may see a manifest of it."""
-        return instance.submitter_org_id == self.caller.organisation_id or instance.sop_instance_uid in self.shared
-
     def _one(self, result: RetrieveResult, study_uid: str, series_uid: str, document: DocumentRequest,
              syntaxes: tuple[str, ...]) -> None:
         uid = document.document_unique_id
@@ -129,9 +97,8 @@ class RetrieveImaging:
                 f"RepositoryUniqueId {document.repository_unique_id} is not this imaging document source "
                 f"({self.settings.repository_unique_id})", uid))
             return
-        instance = self.held.get(uid)
-        if (instance is None or instance.study_instance_uid != study_uid
-                or instance.series_instance_uid != series_uid or not self._visible(instance)):
+        instance = self.visible.get(uid) if self.visible is not None else None
+        if instance is None or instance.study_instance_uid != study_uid or instance.series_instance_uid != series_uid:
             result.errors.append(_missing(self.session, uid, self.settings))
             return
         target = choose_transfer_syntax(instance.transfer_syntax_uid, syntaxes)

@@ -1,0 +1,253 @@
+"""DICOMweb benchmark: the hub against Orthanc with its DICOMweb plugin, in one run, on the same studies.
+
+Both run on loopback. The hub serves HTTPS and requires a client
+certificate and a bearer token on every request; Orthanc runs plain HTTP
+without authentication, because the HTTPS of Debian's Orthanc 1.10.1 resets
+every connection after the handshake here (RSA or EC certificate, TLS 1.2
+or 1.3): the comparison is tilted against the hub. Each
+gets the same synthetic CT studies (--studies x --instances, 16-bit
+--size x --size pixels, made with pydicom), then, at concurrency 1 and 4:
+
+1. STOW-RS: one POST /studies per study (multipart/related, all its
+   instances); instances/s. Concurrency 1 stores the first half of the
+   studies, concurrency 4 the second half.
+2. QIDO-RS: study searches by PatientID, by StudyDate range, by PatientName
+   wildcard and by ModalitiesInStudy (--queries in all); p50 and p95 in ms.
+3. WADO-RS: every study retrieved whole (multipart/related,
+   application/dicom, transfer-syntax=*), the stream read to the end; MB/s.
+
+    apt-get install orthanc orthanc-dicomweb       # Debian packages; the service need not run
+    .venv/bin/python bench/dicomweb_bench.py       # the figures in bench/README.md
+    .venv/bin/python bench/dicomweb_bench.py --studies 8 --instances 20 --queries 100   # a quick run
+
+Prints one JSON object with both servers' figures and the hub/Orthanc
+ratios (for latency, Orthanc/hub, so above 1 means the hub is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.hubproc import HubProcess, free_port, xdshub  # noqa: E402
+from hub.client import HubClient  # noqa: E402
+from tests.factories.dicom import instance_bytes, make_instance  # noqa: E402
+
+ORG_OID = "1.3.6.1.4.1.21367.2026.900"
+ISSUER = "1.3.6.1.4.1.21367.2026.901"
+ORTHANC = Path("/usr/sbin/Orthanc")
+ORTHANC_DICOMWEB = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+BOUNDARY = "xdshub-bench-boundary"
+
+
+@dataclass(frozen=True)
+class Study:
+    uid: str
+    patient_id: str
+    date: str
+    instances: list[bytes]
+
+    @property
+    def size(self) -> int:
+        return sum(len(i) for i in self.instances)
+
+
+@dataclass
+class Server:
+    name: str
+    root: str                         # the DICOMweb root URL
+    session: requests.Session
+
+
+def make_studies(count: int, per_study: int, size: int) -> list[Study]:
+    studies = []
+    for n in range(count):
+        study_uid, series_uid = f"2.25.{uuid.uuid4().int}", f"2.25.{uuid.uuid4().int}"
+        patient, date = f"BENCH{n:05d}", f"2026{(n % 12) + 1:02d}{(n % 28) + 1:02d}"
+        instances = []
+        for k in range(per_study):
+            ds = make_instance(study_uid=study_uid, series_uid=series_uid, patient_id=patient, issuer=ISSUER,
+                               rows=size, columns=size, instance_number=k + 1)
+            ds.StudyDate, ds.PatientName = date, f"BENCH^PATIENT{n:05d}"
+            instances.append(instance_bytes(ds))
+        studies.append(Study(study_uid, patient, date, instances))
+    return studies
+
+
+def multipart(instances: list[bytes]) -> Iterator[bytes]:
+    for data in instances:
+        yield f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        yield data
+        yield b"\r\n"
+    yield f"--{BOUNDARY}--\r\n".encode()
+
+
+def stow(server: Server, study: Study) -> None:
+    body = b"".join(multipart(study.instances))
+    response = server.session.post(
+        f"{server.root}/studies", data=body, timeout=300,
+        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}',
+                 "Accept": "application/dicom+json"})
+    if response.status_code != 200:
+        raise RuntimeError(f"{server.name} STOW answered {response.status_code}: {response.text[:300]}")
+
+
+def wado(server: Server, study: Study) -> int:
+    response = server.session.get(
+        f"{server.root}/studies/{study.uid}", stream=True, timeout=300,
+        headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
+    if response.status_code != 200:
+        raise RuntimeError(f"{server.name} WADO answered {response.status_code}: {response.text[:300]}")
+    received = sum(len(chunk) for chunk in response.iter_content(1 << 20))
+    if received < study.size:
+        raise RuntimeError(f"{server.name} WADO sent {received} bytes for a study of {study.size}")
+    return received
+
+
+def queries(studies: list[Study], count: int) -> list[dict[str, str]]:
+    kinds: list[Callable[[int], dict[str, str]]] = [
+        lambda n: {"PatientID": studies[n % len(studies)].patient_id},
+        lambda n: {"StudyDate": f"2026{(n % 12) + 1:02d}01-2026{(n % 12) + 1:02d}15"},
+        lambda n: {"PatientName": f"BENCH^PATIENT{n % len(studies):04d}*"},
+        lambda n: {"ModalitiesInStudy": "CT", "limit": "25"},
+    ]
+    return [kinds[n % len(kinds)](n) for n in range(count)]
+
+
+def qido(server: Server, params: dict[str, str]) -> float:
+    started = time.perf_counter()
+    response = server.session.get(f"{server.root}/studies", params=params, timeout=60,
+                                  headers={"Accept": "application/dicom+json"})
+    elapsed = time.perf_counter() - started
+    if response.status_code not in (200, 204):
+        raise RuntimeError(f"{server.name} QIDO answered {response.status_code}: {response.text[:300]}")
+    return elapsed * 1000
+
+
+def run_pool(concurrency: int, work: Callable[[object], object], items: list) -> tuple[float, list]:  # type: ignore[type-arg]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(work, items))
+    return time.perf_counter() - started, results
+
+
+def measure(server: Server, studies: list[Study], query_count: int) -> dict[str, object]:
+    figures: dict[str, object] = {}
+    halves = {1: studies[: len(studies) // 2], 4: studies[len(studies) // 2:]}
+    for concurrency, part in halves.items():
+        seconds, _ = run_pool(concurrency, lambda s: stow(server, s), part)  # type: ignore[arg-type]
+        figures[f"stow_instances_per_s_c{concurrency}"] = round(sum(len(s.instances) for s in part) / seconds, 1)
+    asked = queries(studies, query_count)
+    for concurrency in (1, 4):
+        _, latencies = run_pool(concurrency, lambda q: qido(server, q), asked)  # type: ignore[arg-type]
+        ordered = sorted(latencies)
+        figures[f"qido_p50_ms_c{concurrency}"] = round(statistics.median(ordered), 2)
+        figures[f"qido_p95_ms_c{concurrency}"] = round(ordered[int(0.95 * (len(ordered) - 1))], 2)
+    for concurrency in (1, 4):
+        seconds, sizes = run_pool(concurrency, lambda s: wado(server, s), studies)  # type: ignore[arg-type]
+        figures[f"wado_mb_per_s_c{concurrency}"] = round(sum(sizes) / seconds / 1e6, 1)
+    return figures
+
+
+def start_orthanc(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    config = {
+        "Name": "bench", "StorageDirectory": str(folder / "storage"), "IndexDirectory": str(folder / "index"),
+        "HttpPort": port, "DicomServerEnabled": False, "RemoteAccessAllowed": True,
+        "AuthenticationEnabled": False, "SslEnabled": False,
+        "Plugins": [str(ORTHANC_DICOMWEB)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        "HttpThreadsCount": 50, "StorageCompression": False,
+    }
+    config_file = folder / "orthanc.json"
+    config_file.write_text(json.dumps(config))
+    log = (folder / "orthanc.log").open("wb")
+    process = subprocess.Popen([str(ORTHANC), str(config_file)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if requests.get(f"{url}/system", timeout=2).status_code == 200:
+                return process, url
+        except requests.RequestException:
+            pass
+        if process.poll() is not None:
+            break
+        time.sleep(0.5)
+    raise RuntimeError(f"Orthanc did not start; see {folder / 'orthanc.log'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--studies", type=int, default=20)
+    parser.add_argument("--instances", type=int, default=50, help="instances per study")
+    parser.add_argument("--size", type=int, default=256, help="rows and columns of each CT image")
+    parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--database-url", default="",
+                        help="the hub's database (default SQLite in its data dir), e.g. postgresql+psycopg://...")
+    args = parser.parse_args()
+    if not (ORTHANC.exists() and ORTHANC_DICOMWEB.exists()):
+        sys.exit("Orthanc and its DICOMweb plugin are needed: apt-get install orthanc orthanc-dicomweb")
+    studies = make_studies(args.studies, args.instances, args.size)
+    work = Path(tempfile.mkdtemp(prefix="xdshub-dicomweb-bench-"))
+    orthanc: subprocess.Popen[bytes] | None = None
+    try:
+        data_dir = work / "hub"
+        xdshub("init", "--data-dir", str(data_dir))
+        toml = data_dir / "hub.toml"
+        toml.write_text(toml.read_text().replace("publish_quiet_seconds = 300", "publish_quiet_seconds = 0")
+                        .replace("dimse_port = 11112", "dimse_port = 0"))
+        if not args.database_url:
+            xdshub("org", "add", "Bench Org", "--oid", ORG_OID, "--data-dir", str(data_dir), "--out",
+                   str(work / "org"), "--scopes", "dicomweb:read dicomweb:write")
+        orthanc_dir = work / "orthanc"
+        orthanc_dir.mkdir()
+        orthanc, orthanc_url = start_orthanc(orthanc_dir)
+        env = {"XDSHUB_DATABASE_URL": args.database_url} if args.database_url else None
+        if args.database_url:
+            xdshub("init", "--data-dir", str(data_dir), env={**os.environ, **env})   # the schema in that database
+            xdshub("org", "add", "Bench Org PG", "--oid", ORG_OID, "--data-dir", str(data_dir), "--out",
+                   str(work / "org"), "--scopes", "dicomweb:read dicomweb:write", env={**os.environ, **env})
+        with HubProcess(data_dir, free_port(), env) as hub:
+            client = HubClient(work / "org", base_url=hub.url)
+            hub_session = client.http
+            hub_session.headers["Authorization"] = f"Bearer {client.token('dicomweb:read dicomweb:write')}"
+            orthanc_session = requests.Session()
+            results = {}
+            for server in (Server("orthanc", f"{orthanc_url}/dicom-web", orthanc_session),
+                           Server("xdshub", f"{hub.url}/dicomweb", hub_session)):
+                results[server.name] = measure(server, studies, args.queries)
+        ratios = {}
+        for key, value in results["xdshub"].items():
+            other = results["orthanc"][key]
+            assert isinstance(value, float) and isinstance(other, float)
+            ratios[key] = round(other / value if "_ms_" in key else value / other, 2)
+        print(json.dumps({
+            "studies": args.studies, "instances_per_study": args.instances,
+            "instance_bytes": len(studies[0].instances[0]),
+            "total_mb": round(sum(s.size for s in studies) / 1e6, 1), "queries": args.queries,
+            "orthanc": results["orthanc"], "xdshub": results["xdshub"], "hub_vs_orthanc": ratios,
+        }, indent=2))
+    finally:
+        if orthanc is not None:
+            orthanc.terminate()
+            orthanc.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Rendered frames (PS3.18 9.5 and 8.3.5.1; IHE RAD-107): a frame as a consumer-ready JPEG or PNG.
+
+The grayscale pipeline of PS3.3 C.11 / PS3.4 N.2: stored values, then the
+Modality LUT (Rescale Slope and Intercept, C.11.1), then the VOI LUT window
+(C.11.2.1.2): the `window=center,width,function` query parameter, else the
+instance's first Window Center and Width, else the frame's own range, with
+the functions LINEAR (C.11.2.1.2.1), LINEAR_EXACT (C.11.2.1.3.2) and SIGMOID
+(C.11.2.1.3.1), into 8 bits; MONOCHROME1 is inverted so that black is the
+lowest value. Colour images (RGB, YBR as pydicom decodes them to RGB) are
+shown as they are, deeper than 8 bits scaled down. `viewport=vw,vh` scales
+the image to fit the viewport, keeping its aspect ratio (8.3.5.1.3);
+`quality` (1-100) is the JPEG quality (8.3.5.1.2).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.pixels import apply_modality_lut
+
+from repository.dicomweb.errors import BadRequest, NotAcceptable
+
+__all__ = ["RENDERED_TYPES", "RenderOptions", "Window", "parse_render_options", "render_frame", "voi_window"]
+
+RENDERED_TYPES = ("image/jpeg", "image/png")    # the first is the default
+FUNCTIONS = {"linear": "LINEAR", "linear-exact": "LINEAR_EXACT", "sigmoid": "SIGMOID"}
+PARAMETERS = frozenset({"window", "viewport", "quality"})
+DEFAULT_QUALITY = 90
+MAX_VIEWPORT = 8192
+_DECODE_ERRORS = (ValueError, RuntimeError, NotImplementedError, AttributeError, KeyError, TypeError, IndexError)
+
+
+@dataclass(frozen=True)
+class Window:
+    center: float
+    width: float
+    function: str = "LINEAR"      # VOI LUT Function (0028,1056) term
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    media_type: str = "image/jpeg"
+    window: Window | None = None
+    viewport: tuple[int, int] | None = None
+    quality: int = DEFAULT_QUALITY
+
+
+def _numbers(name: str, value: str, count: int) -> list[str]:
+    items = [v.strip() for v in value.split(",")]
+    if len(items) != count:
+        raise BadRequest(f"{name} takes {count} comma-separated values, got {value[:80]!r}")
+    return items
+
+
+def parse_render_options(params: Mapping[str, str], media_type: str) -> RenderOptions:
+    """The rendering parameters of the query (PS3.18 8.3.5.1); BadRequest naming a wrong one."""
+    unknown = sorted(set(params) - PARAMETERS)
+    if unknown:
+        raise BadRequest(f"unsupported rendering parameter(s) {', '.join(unknown)}; "
+                         f"supported: {', '.join(sorted(PARAMETERS))}")
+    window = None
+    if "window" in params:
+        center, width, function = _numbers("window", params["window"], 3)
+        if function.lower() not in FUNCTIONS:
+            raise BadRequest(f"window function must be one of {', '.join(FUNCTIONS)}, got {function[:20]!r}")
+        try:
+            window = Window(float(center), float(width), FUNCTIONS[function.lower()])
+        except ValueError:
+            raise BadRequest(f"window center and width must be numbers, got {params['window'][:80]!r}") from None
+        _check_width(window)
+    viewport = None
+    if "viewport" in params:
+        vw, vh = _numbers("viewport", params["viewport"], 2)
+        if not (vw.isdigit() and vh.isdigit()) or not (0 < int(vw) <= MAX_VIEWPORT and 0 < int(vh) <= MAX_VIEWPORT):
+            raise BadRequest(f"viewport must be two whole numbers from 1 to {MAX_VIEWPORT}, "
+                             f"got {params['viewport'][:80]!r}")
+        viewport = (int(vw), int(vh))
+    quality = DEFAULT_QUALITY
+    if "quality" in params:
+        value = params["quality"]
+        if not value.isdigit() or not 1 <= int(value) <= 100:
+            raise BadRequest(f"quality must be a whole number from 1 to 100, got {value[:20]!r}")
+        quality = int(value)
+    return RenderOptions(media_type, window, viewport, quality)
+
+
+def _check_width(window: Window) -> None:
+    minimum = 1.0 if window.function == "LINEAR" else 0.0   # C.11.2.1.2.1: width >= 1; others: > 0
+    if window.width < minimum or (minimum == 0.0 and window.width <= 0):
+        raise BadRequest(f"window width {window.width:g} is not allowed for {window.function}")
+
+
+def voi_window(values: np.ndarray, window: Window, out_max: int = 255) -> np.ndarray:
+    """PS3.3 C.11.2.1.2 and C.11.2.1.3: values through the VOI window into 0..out_max (uint8 for 255)."""
+    x = values.astype(np.float64)
+    c, w = window.center, window.width
+    if window.function == "LINEAR_EXACT":
+        y = np.clip((x - c) / w + 0.5, 0.0, 1.0)
+    elif window.function == "SIGMOID":
+        y = 1.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
+    else:   # LINEAR: y = ((x - (c - 0.5)) / (w - 1) + 0.5) with the two clamps
+        if w == 1:
+            y = np.where(x > c - 0.5, 1.0, 0.0)
+        else:
+            y = np.clip((x - (c - 0.5)) / (w - 1) + 0.5, 0.0, 1.0)
+            y = np.where(x <= c - 0.5 - (w - 1) / 2, 0.0, np.where(x > c - 0.5 + (w - 1) / 2, 1.0, y))
+    return np.rint(y * out_max).astype(np.uint8)
+
+
+def _first(value: object) -> float:
+    """The first value of a possibly multi-valued DS (Window Center and Width may hold several windows)."""
+    if isinstance(value, MultiValue | list | tuple):
+        value = value[0]
+    return float(value)  # type: ignore[arg-type]
+
+
+def _dataset_window(dataset: Dataset, values: np.ndarray) -> Window:
+    center, width = dataset.get("WindowCenter"), dataset.get("WindowWidth")
+    function = str(dataset.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+    if function not in FUNCTIONS.values():
+        function = "LINEAR"
+    if center is not None and width is not None:
+        try:
+            window = Window(_first(center), _first(width), function)
+            if window.width >= 1:
+                return window
+        except (TypeError, ValueError, IndexError):
+            pass
+    low, high = float(values.min()), float(values.max())
+    return Window((low + high + 1) / 2, max(high - low + 1, 1.0))
+
+
+def _grey(dataset: Dataset, frame: np.ndarray, window: Window | None) -> Image.Image:
+    values = apply_modality_lut(frame, dataset)
+    grey = voi_window(values, window or _dataset_window(dataset, values))
+    if str(dataset.get("PhotometricInterpretation", "")) == "MONOCHROME1":
+        grey = 255 - grey
+    return Image.fromarray(grey)
+
+
+def _colour(dataset: Dataset, frame: np.ndarray) -> Image.Image:
+    if str(dataset.get("PhotometricInterpretation", "")) == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        frame = apply_color_lut(frame, dataset)
+    bits = int(dataset.get("BitsStored", 8) or 8)
+    if frame.dtype != np.uint8:
+        frame = np.clip(frame.astype(np.float64) * 255.0 / (2 ** bits - 1), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(frame[..., :3]))
+
+
+def render_frame(dataset: Dataset, number: int, options: RenderOptions) -> bytes:
+    """Frame `number` (from 1) of the instance as options.media_type."""
+    try:
+        array = dataset.pixel_array
+    except _DECODE_ERRORS as exc:
+        raise NotAcceptable(f"the instance's pixel data cannot be decoded here to render it: {exc}") from None
+    count = int(dataset.get("NumberOfFrames", 1) or 1)
+    frame = array[number - 1] if count > 1 else array
+    photometric = str(dataset.get("PhotometricInterpretation", ""))
+    if photometric == "PALETTE COLOR" or int(dataset.get("SamplesPerPixel", 1) or 1) > 1:
+        image = _colour(dataset, frame)
+    else:
+        image = _grey(dataset, frame, options.window)
+    if options.viewport is not None:
+        vw, vh = options.viewport
+        scale = min(vw / image.width, vh / image.height)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        if size != image.size:
+            image = image.resize(size, Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    if options.media_type == "image/png":
+        image.save(out, format="PNG")
+    else:
+        image.save(out, format="JPEG", quality=options.quality)
+    return out.getvalue()
