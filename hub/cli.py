@@ -197,6 +197,11 @@ def _register_repository_commands() -> None:
 
     main.add_command(user)
 
+    from hub.cli_dimse import ae, dimse
+
+    main.add_command(ae)
+    main.add_command(dimse)
+
     from hub.cli_publish import publish
 
     main.add_command(publish)

@@ -218,6 +218,9 @@ def companion_commands(settings: Settings) -> list[list[str]]:
         commands.append([*xdshub, "audit", "export", *data_dir])
     if settings.publish_quiet_seconds > 0:
         commands.append([*xdshub, "publish", "--watch", *data_dir])
+    if settings.dimse_port:
+        commands.append([*xdshub, "dimse", "serve", *data_dir, "--host", settings.host,
+                         "--port", str(settings.dimse_port)])
     return commands
 
 

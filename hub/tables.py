@@ -51,3 +51,22 @@ class OAuthClient(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     organisation: Mapped[Organisation] = relationship(back_populates="clients")
+
+
+class DicomApplicationEntity(Base):
+    """A calling AE title registered to an organisation: who may open a DIMSE association with the hub.
+
+    The AE title is stored without its non-significant leading and trailing
+    spaces (PS3.5 6.2, VR AE). `host`, when set, is the IP address or network
+    (CIDR) the association must come from.
+    """
+
+    __tablename__ = "dicom_application_entities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ae_title: Mapped[str] = mapped_column(String(16), unique=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    host: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    organisation: Mapped[Organisation] = relationship()

@@ -117,6 +117,7 @@ def kill_hard(process: subprocess.Popen[bytes]) -> None:
 def new_hub(data_dir: Path, **overrides: object) -> RunningHub:
     """An initialised data dir with "Org A" and "Org B" registered, on a free port (not yet serving)."""
     port = free_port()
+    overrides.setdefault("dimse_port", 0)   # hubs run side by side: DIMSE only where a test asks for a port
     settings = initialise(data_dir, port=port, workers=2, threads=4, **overrides)
     hub = RunningHub(data_dir=data_dir, url=f"https://127.0.0.1:{port}", settings=settings)
     for name, oid in ORGANISATIONS.items():
