@@ -6,7 +6,12 @@ EventID says data left the hub or was shown, with outcome 0 (success) or 4
 
     110106 Export                        ITI-43, RAD-69, and any later export
     110103 DICOM Instances Accessed      a viewer (later)
-    110104 DICOM Instances Transferred   DICOMweb (later)
+    110104 DICOM Instances Transferred   WADO-RS (RAD-107)
+
+Instances transferred *to* the hub (STOW-RS, RAD-108; C-STORE, recorded
+without a type code) are the same event but no disclosure: they are left
+out by their type, and any message whose requestor is not the Destination
+(role 110152, the one data went to) is left out as well.
 
 Outcomes 8 and 12 of those events, and Security Alerts (110113) with those outcomes, disclosed
 nothing: `refused_attempts` counts them for the report's "N refused attempts".
@@ -35,9 +40,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from hub.audit import codes
@@ -53,6 +58,7 @@ DISCLOSURE_EVENTS = (codes.EXPORT.code, codes.INSTANCES_ACCESSED.code, codes.INS
 DISCLOSED_OUTCOMES = (0, 4)          # RFC 3881 5.1.4: success, minor failure
 REFUSED_OUTCOMES = (8, 12)           # serious failure, major failure
 SHARE_PREFIX = "share:"
+INBOUND_TRANSFERS = ("RAD-108", "")      # 110104 into the hub: STOW-RS, and C-STORE (no type code)
 STUDY, DOCUMENT = "Study", "Document"
 # ParticipantObjectIDTypeCode (code, system) -> what the report calls the object
 _DISCLOSED_OBJECTS = {(codes.STUDY_INSTANCE_UID.code, codes.STUDY_INSTANCE_UID.system): STUDY,
@@ -83,11 +89,13 @@ class Disclosure:
 
 @dataclass(frozen=True)
 class _Disclosed:
-    """What a record's message says: the requestor's UserID and UserName, and the objects disclosed."""
+    """What a record's message says: the requestor's UserID and UserName, the objects disclosed, and whether
+    data went to the requestor."""
 
     user_id: str
     user_name: str
     objects: tuple[tuple[str, str], ...]
+    to_requestor: bool = True
 
 
 def _bound(moment: datetime | None, name: str) -> datetime | None:
@@ -114,7 +122,14 @@ def _read(record: AuditRecord) -> _Disclosed:
                     if (o.id_type.code, o.id_type.system) in _DISCLOSED_OBJECTS and o.object_id)
     if asking is None:
         return _Disclosed("", "", objects)
-    return _Disclosed(asking.user_id, asking.user_name, objects)
+    to_requestor = asking.role is None or asking.role.code == codes.DESTINATION_ROLE.code
+    return _Disclosed(asking.user_id, asking.user_name, objects, to_requestor)
+
+
+def _disclosing(query: Select[Any]) -> Select[Any]:
+    """Only the events that send data out: not the transfers into the hub (STOW-RS, C-STORE)."""
+    return query.where(AuditRecord.event_id.in_(DISCLOSURE_EVENTS), ~and_(
+        AuditRecord.event_id == codes.INSTANCES_TRANSFERRED.code, AuditRecord.event_type.in_(INBOUND_TRANSFERS)))
 
 
 def _kind(user_id: str, organisation_oid: str, names: dict[str, str]) -> tuple[RecipientKind, str]:
@@ -139,10 +154,10 @@ def disclosures(session: Session, patient_id: str, since: datetime | None = None
 
     ValueError for a naive `since` or `until`.
     """
-    query = (_filtered(select(AuditRecord), _criteria(patient_id, since, until))
-             .where(AuditRecord.event_id.in_(DISCLOSURE_EVENTS), AuditRecord.outcome.in_(DISCLOSED_OUTCOMES))
-             .order_by(AuditRecord.seq))
-    rows = [(record, _read(record)) for record in session.scalars(query)]
+    query = (_disclosing(_filtered(select(AuditRecord), _criteria(patient_id, since, until)))
+             .where(AuditRecord.outcome.in_(DISCLOSED_OUTCOMES)).order_by(AuditRecord.seq))
+    rows = [(record, disclosed) for record in session.scalars(query)
+            if (disclosed := _read(record)).to_requestor]
     names = _names(session, {disclosed.user_id for _, disclosed in rows
                              if disclosed.user_id and not disclosed.user_id.startswith(SHARE_PREFIX)})
     report: list[Disclosure] = []
@@ -161,7 +176,8 @@ def refused_attempts(session: Session, patient_id: str, since: datetime | None =
                      until: datetime | None = None) -> int:
     """How many disclosures of the patient were refused in [since, until): the disclosure events with outcome
     8 or 12, and Security Alerts (110113), recorded for `patient_id`. ValueError for a naive bound."""
-    query = (_filtered(select(func.count()).select_from(AuditRecord), _criteria(patient_id, since, until))
-             .where(AuditRecord.event_id.in_(DISCLOSURE_EVENTS + (codes.SECURITY_ALERT.code,)),
-                    AuditRecord.outcome.in_(REFUSED_OUTCOMES)))
-    return int(session.scalar(query) or 0)
+    base = _filtered(select(func.count()).select_from(AuditRecord), _criteria(patient_id, since, until)) \
+        .where(AuditRecord.outcome.in_(REFUSED_OUTCOMES))
+    refused = _disclosing(base)
+    alerts = base.where(AuditRecord.event_id == codes.SECURITY_ALERT.code)
+    return int(session.scalar(refused) or 0) + int(session.scalar(alerts) or 0)

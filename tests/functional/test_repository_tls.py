@@ -73,7 +73,7 @@ def study(running_hub: RunningHub, tmp_path_factory: pytest.TempPathFactory) -> 
     study_uid = str(datasets[0].StudyInstanceUID)
     imported = run_cli(running_hub, "import", str(folder), "--org", running_hub.oids["Org A"])
     assert imported.returncode == 0, imported.stderr
-    assert f"{len(datasets)} instance(s) stored" in imported.stdout
+    assert f"imported: {len(datasets)} instance(s)" in imported.stdout
     out = folder / "manifest.dcm"
     built = run_cli(running_hub, "manifest", study_uid, "--out", str(out))
     assert built.returncode == 0, built.stderr
@@ -328,7 +328,7 @@ def test_import_refuses_an_instance_uid_with_path_characters(running_hub: Runnin
     bad.write_bytes(instance_bytes(dataset))
     before = stored(running_hub).blobs
     result = run_cli(running_hub, "import", str(bad), "--org", running_hub.oids["Org A"])
-    assert result.returncode == 1 and "refused" in result.stderr
+    assert result.returncode == 1 and "refused: 1" in result.stdout, result.stdout + result.stderr
     assert stored(running_hub).blobs == before
     database = Database(running_hub.settings.database_url)
     try:

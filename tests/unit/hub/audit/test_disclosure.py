@@ -208,3 +208,22 @@ def test_an_unreadable_message_is_still_reported_from_its_columns(database: Data
         session.execute(update(AuditRecord).where(AuditRecord.seq == stored.seq).values(message="<AuditMessage"))
     assert summary(report(database)) == [
         ("organisation", ORG_B.user_id, "Org B Imaging", "RAD-69", 0, (("Study", STUDY),))]
+
+
+@pytest.mark.usefixtures("organisations")
+def test_instances_sent_to_the_hub_are_not_disclosures_but_wado_is(database: Database,
+                                                                    record_events: Record) -> None:
+    studies = [(STUDY, [(CT, f"{STUDY}.1.1")])]
+    stow = events.dicomweb_store(requestor=ORG_A, hub=HUB, outcome=Outcome.SUCCESS, time=TIME, source_id=SOURCE_ID,
+                                 studies=studies, patient_id=PATIENT)
+    c_store = events.instances_transferred(sender=ORG_A, hub=HUB, outcome=Outcome.SUCCESS, time=TIME,
+                                           source_id=SOURCE_ID, action=events.Action.CREATE, studies=studies,
+                                           patient_id=PATIENT)
+    refused_store = replace(c_store, outcome=Outcome.SERIOUS_FAILURE)
+    wado = events.dicomweb_retrieve(requestor=ORG_B, hub=HUB, outcome=Outcome.SUCCESS, time=TIME,
+                                    source_id=SOURCE_ID, studies=studies, patient_id=PATIENT)
+    record_events(stow, c_store, refused_store, wado)
+    assert summary(report(database)) == [
+        ("organisation", ORG_B.user_id, "Org B Imaging", "RAD-107", 0, (("Study", STUDY),))]
+    with database.session() as session:
+        assert refused_attempts(session, PATIENT) == 0       # a refused C-STORE withheld nothing from anyone
