@@ -28,8 +28,10 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -42,6 +44,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 __all__ = [
     "CHUNK_SIZE",
+    "BatchedPuts",
     "BlobNotFound",
     "BlobStore",
     "BlobStoreError",
@@ -51,6 +54,7 @@ __all__ = [
     "StoredBlob",
     "blob_key",
     "copy_hashing",
+    "deferred_sync",
     "open_blob_store",
     "open_seekable",
     "validate_sha256",
@@ -266,6 +270,128 @@ class FileBlobStore:
             except FileNotFoundError:
                 continue  # removed concurrently
         return removed
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_SYNC_THREADS = 8
+_sync_pool: ThreadPoolExecutor | None = None
+_sync_pool_lock = threading.Lock()
+
+
+def _fsync_all(paths: Iterable[Path]) -> None:
+    """fsync every path, several at once: concurrent fsyncs share the file system's journal commits."""
+    global _sync_pool
+    todo = list(paths)
+    if len(todo) <= 1:
+        for path in todo:
+            _fsync_path(path)
+        return
+    with _sync_pool_lock:       # made on first use, in the process that uses it (after gunicorn forks)
+        if _sync_pool is None:
+            _sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="xdshub-fsync")
+        pool = _sync_pool
+    for future in [pool.submit(_fsync_path, path) for path in todo]:
+        future.result()
+
+
+class BatchedPuts:
+    """A `FileBlobStore` whose puts become durable together, in `sync()`, instead of one by one (group commit).
+
+    `put` writes the temporary file and hashes it, nothing more. `sync` then
+    fsyncs all the temporary files (concurrently), renames each to its final
+    name, and fsyncs each directory touched once: a crash still never leaves a
+    half-written blob under a real name, and the caller must call `sync`
+    before it commits any row that references these blobs (STOW-RS does, per
+    request). Until then a pending blob cannot be opened; `delete` drops it.
+    """
+
+    def __init__(self, store: FileBlobStore) -> None:
+        self.store = store
+        self._pending: dict[str, Path] = {}      # sha256 -> its temporary file
+        self._held: set[Path] = set()            # directories of blobs found already stored
+
+    def put(self, stream: BinaryIO, max_bytes: int | None = None) -> StoredBlob:
+        store = self.store
+        store.tmp.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=store.tmp, prefix="put-", suffix=".part")
+        temporary = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                blob = copy_hashing(stream, out, max_bytes)
+            final = store.path(blob.sha256)
+            if blob.sha256 in self._pending or final.is_file():
+                temporary.unlink()          # same bytes stored or pending: idempotent
+                if blob.sha256 not in self._pending:
+                    self._held.add(final.parent)   # its directory entry may not be synced yet by its writer
+                return blob
+            self._pending[blob.sha256] = temporary
+            return blob
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+
+    def sync(self) -> None:
+        """Make every pending blob durable under its final name (then rows may reference them)."""
+        pending, self._pending = self._pending, {}
+        try:
+            _fsync_all(pending.values())
+            directories: set[Path] = set(self._held)
+            for sha256, temporary in pending.items():
+                final = self.store.path(sha256)
+                for directory in (final.parent.parent, final.parent):
+                    if not directory.is_dir():
+                        directory.mkdir(exist_ok=True)
+                        directories.add(directory.parent)
+                os.replace(temporary, final)
+                directories.add(final.parent)
+            _fsync_all(sorted(directories))
+            self._held.clear()
+        except BaseException:
+            for temporary in pending.values():
+                temporary.unlink(missing_ok=True)
+            raise
+
+    def discard(self) -> None:
+        """Drop every pending blob (the request failed)."""
+        for temporary in self._pending.values():
+            temporary.unlink(missing_ok=True)
+        self._pending.clear()
+        self._held.clear()
+
+    def open(self, sha256: str) -> BinaryIO:
+        return self.store.open(sha256)
+
+    def exists(self, sha256: str) -> bool:
+        return sha256 in self._pending or self.store.exists(sha256)
+
+    def delete(self, sha256: str) -> None:
+        temporary = self._pending.pop(sha256, None)
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+            return
+        self.store.delete(sha256)
+
+    def size(self, sha256: str) -> int:
+        temporary = self._pending.get(sha256)
+        return temporary.stat().st_size if temporary is not None else self.store.size(sha256)
+
+    def check(self) -> None:
+        self.store.check()
+
+    def listing(self) -> Iterator[tuple[str, float]]:
+        return self.store.listing()
+
+
+def deferred_sync(store: BlobStore) -> BatchedPuts | None:
+    """A group-commit view of a local store (`BatchedPuts`), None for other backends (they put durably)."""
+    return BatchedPuts(store) if isinstance(store, FileBlobStore) else None
 
 
 def open_blob_store(storage_url: str) -> BlobStore:

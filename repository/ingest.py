@@ -36,6 +36,8 @@ from repository.reclaim import reclaim_unreferenced
 from repository.tables import DicomInstance, StudyState
 from repository.vocabulary import KOS_FORMAT_CODE as KOS_SOP_CLASS
 
+_LOCKED = "xdshub_studies_locked"
+
 
 class MissingPixelData(InvalidDicom):
     """An image SOP class without Pixel Data."""
@@ -114,8 +116,12 @@ def _check(session: Session, header: InstanceHeader, patient_id: str, sha256: st
             raise InstanceConflict(f"SOP Instance {header.sop_instance_uid} is held already with other content; "
                                    "nothing was overwritten (send it with a new SOP Instance UID)")
         return existing
-    held = session.scalar(select(StudyState.patient_id).where(
-        StudyState.study_instance_uid == header.study_instance_uid))
+    if header.study_instance_uid in _studies_locked(session):     # an earlier instance of this transaction
+        state = session.get(StudyState, header.study_instance_uid)   # from the identity map, no round trip
+        held = state.patient_id if state is not None else None
+    else:
+        held = session.scalar(select(StudyState.patient_id).where(
+            StudyState.study_instance_uid == header.study_instance_uid))
     if held is None:
         held = session.scalar(select(DicomInstance.patient_id).where(
             DicomInstance.study_instance_uid == header.study_instance_uid).limit(1))
@@ -125,8 +131,21 @@ def _check(session: Session, header: InstanceHeader, patient_id: str, sha256: st
     return None
 
 
+def _studies_locked(session: Session) -> set[str]:
+    """The studies whose `StudyState` row this transaction has locked (or created) already."""
+    transaction = session.get_transaction()
+    mark = session.info.get(_LOCKED)
+    if mark is None or mark[0] is not transaction:
+        mark = session.info[_LOCKED] = (transaction, set())
+    return mark[1]  # type: ignore[no-any-return]
+
+
 def _study_received(session: Session, instance: DicomInstance) -> None:
-    state = session.get(StudyState, instance.study_instance_uid, with_for_update=True)
+    locked = _studies_locked(session)
+    uid = instance.study_instance_uid
+    # The row is locked once per transaction; the later instances of a study find it in the identity map.
+    state = session.get(StudyState, uid) if uid in locked else session.get(StudyState, uid, with_for_update=True)
+    locked.add(uid)
     if state is None:
         session.add(StudyState(study_instance_uid=instance.study_instance_uid, patient_id=instance.patient_id,
                                last_instance_at=instance.stored_at, published_instances=0, failures=0,
@@ -136,12 +155,17 @@ def _study_received(session: Session, instance: DicomInstance) -> None:
 
 
 def ingest(session: Session, store: BlobStore, stream: BinaryIO, sender: Sender,
-           max_bytes: int | None = None) -> Ingested:
-    """Store one Part 10 instance and record it; InvalidDicom (nothing kept) when it is not acceptable."""
+           max_bytes: int | None = None, header: InstanceHeader | None = None) -> Ingested:
+    """Store one Part 10 instance and record it; InvalidDicom (nothing kept) when it is not acceptable.
+
+    `header`: the caller read it already from exactly these bytes (STOW-RS does, to check the study),
+    so it is not read back from the blob store.
+    """
     blob = store.put(stream, max_bytes)
     try:
-        with open_seekable(store, blob.sha256) as stored:
-            header = read_instance_header(stored)
+        if header is None:
+            with open_seekable(store, blob.sha256) as stored:
+                header = read_instance_header(stored)
         values = _row(header, sender, blob.sha256, blob.size)
         existing = _check(session, header, str(values["patient_id"]), blob.sha256)
     except InvalidDicom:

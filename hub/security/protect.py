@@ -85,6 +85,8 @@ def forget_registrations() -> None:
     """Drop remembered registrations (tests, and after administrative changes in-process)."""
     _certificates.clear()
     _clients.clear()
+    with _verified_lock:
+        _verified.clear()
 
 
 def _organisation_of_certificate(der: bytes) -> _Organisation | None:
@@ -112,9 +114,34 @@ def bearer_token() -> str:
     return token
 
 
+# Tokens whose signature and claims were verified, by token: the signature check (ECDSA) is the
+# dearest step of every request, and a client sends the same token for its whole lifetime. A hit
+# is only taken for the same signing key and issuer, and its expiry is checked again every time.
+_VERIFIED_MAX = 10_000
+_verified: dict[str, tuple[object, str, float, dict[str, object]]] = {}
+_verified_lock = threading.Lock()
+
+
 def verify_access_token(settings: Settings, token: str) -> dict[str, object]:
     """The claims of a valid access token of this hub, else AuthenticationFault."""
     key = signing_key(settings)
+    with _verified_lock:
+        hit = _verified.get(token)
+    if hit is not None and hit[0] is key and hit[1] == settings.base_url:
+        if time.time() > hit[2] + LEEWAY:
+            raise AuthenticationFault("the access token has expired")
+        return dict(hit[3])
+    claims = _verify_access_token(settings, token, key)
+    expires = claims.get("exp")
+    if isinstance(expires, int | float):
+        with _verified_lock:
+            if len(_verified) >= _VERIFIED_MAX:
+                _verified.clear()
+            _verified[token] = (key, settings.base_url, float(expires), dict(claims))
+    return claims
+
+
+def _verify_access_token(settings: Settings, token: str, key: Any) -> dict[str, object]:
     try:
         decoded = jwt.decode(token, key.public, algorithms=[ALGORITHM])
     except (JoseError, ValueError, TypeError) as exc:

@@ -102,17 +102,33 @@ def multipart_content_type(boundary: str, part_type: str, transfer_syntax: str |
 
 
 def multipart_chunks(parts: Iterable[Part], boundary: str) -> Iterator[bytes]:
-    """The multipart/related body (RFC 2046 5.1.1) of `parts`, one part opened at a time."""
+    """The multipart/related body (RFC 2046 5.1.1) of `parts`, one part opened at a time.
+
+    Small pieces (part headers, instances smaller than a chunk) are gathered
+    into writes of about CHUNK bytes: each yielded piece is one write to the
+    TLS socket, and a write per part header cost more than the copy.
+    """
+    pending: list[bytes] = []
+    size = 0
     for part in parts:
         head = f"--{boundary}\r\nContent-Type: {part.content_type}\r\n"
         if part.location:
             head += f"Content-Location: {part.location}\r\n"
-        yield (head + "\r\n").encode("ascii")
+        pending.append((head + "\r\n").encode("ascii"))
         if part.open is None:
-            yield part.data
+            pending.append(part.data)
+            size += len(part.data)
         else:
             with part.open() as stream:
                 while chunk := stream.read(CHUNK):
-                    yield chunk
-        yield b"\r\n"
-    yield f"--{boundary}--\r\n".encode("ascii")
+                    pending.append(chunk)
+                    size += len(chunk)
+                    if size >= CHUNK:
+                        yield b"".join(pending)
+                        pending, size = [], 0
+        pending.append(b"\r\n")
+        if size >= CHUNK:
+            yield b"".join(pending)
+            pending, size = [], 0
+    pending.append(f"--{boundary}--\r\n".encode("ascii"))
+    yield b"".join(pending)

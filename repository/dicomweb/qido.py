@@ -32,7 +32,7 @@ from enum import IntEnum
 from typing import Any
 
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
-from sqlalchemy import ColumnElement, Select, and_, distinct, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, distinct, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from hub.security.identity import Caller
@@ -281,6 +281,8 @@ def search(session: Session, caller: Caller, query: Search, base_url: str) -> Se
     columns = [a for a in returned if a.column is not None and a.keyword != "ModalitiesInStudy"]
     selected: list[Any] = [a.column for a in columns]
     rows: list[Any]
+    wants_modalities = any(a.keyword == "ModalitiesInStudy" for a in returned)
+    fold_modalities = wants_modalities and query.level == Level.STUDY
     if query.level == Level.INSTANCE:
         rows = list(session.execute(_page(
             select(*selected, I.study_instance_uid, I.series_instance_uid, I.sop_instance_uid).where(*conditions)
@@ -291,7 +293,9 @@ def search(session: Session, caller: Caller, query: Search, base_url: str) -> Se
         key = I.study_instance_uid if query.level == Level.STUDY else I.series_instance_uid
         matched = select(key).where(*conditions).distinct()
         group = [I.study_instance_uid] + ([I.series_instance_uid] if query.level == Level.SERIES else [])
-        aggregates = [func.count(distinct(I.series_instance_uid)), func.count()]
+        aggregates: list[Any] = [func.count(distinct(I.series_instance_uid)), func.count()]
+        if fold_modalities:
+            aggregates.insert(0, _modality_list(session))
         rows = list(session.execute(_page(
             select(*[func.min(column) for column in selected], *group, *aggregates)
             .where(visible_clause(caller), key.in_(matched)).group_by(*group).order_by(*group), query)).all())
@@ -303,8 +307,10 @@ def search(session: Session, caller: Caller, query: Search, base_url: str) -> Se
         if not query.limited:
             warnings.append(MORE_WARNING)
     study_uids = [row[len(columns)] for row in rows]
-    modalities = _modalities(session, caller, sorted(set(study_uids))) \
-        if any(a.keyword == "ModalitiesInStudy" for a in returned) else {}
+    if fold_modalities:      # the study rows carry them already, one query in all (PS3.4 C.6.1.1.3)
+        modalities = {row[len(columns)]: sorted(set((row[-3] or "").split(SEPARATOR)) - {""}) for row in rows}
+    else:
+        modalities = _modalities(session, caller, sorted(set(study_uids))) if wants_modalities else {}
     items = []
     for row, count in zip(rows, counts, strict=True):
         values = dict(zip((a.keyword for a in columns), row, strict=False))
@@ -325,6 +331,17 @@ def _retrieve_url(base_url: str, level: Level, row: Any, at: int) -> str:
     if level == Level.INSTANCE:
         url += f"/instances/{row[at + 2]}"
     return url
+
+
+SEPARATOR = ","     # SQLite's group_concat(DISTINCT ...) separator; no CS value holds it (PS3.5 6.2)
+
+
+def _modality_list(session: Session) -> ColumnElement[Any]:
+    """The distinct non-empty modalities of a group, joined by SEPARATOR (one aggregate, either database)."""
+    modality = case((I.modality != "", I.modality))
+    if session.get_bind().dialect.name == "postgresql":
+        return func.string_agg(distinct(modality), SEPARATOR)
+    return func.group_concat(distinct(modality))   # SQLite: with DISTINCT only the default separator ","
 
 
 def _modalities(session: Session, caller: Caller, study_uids: list[str]) -> dict[str, list[str]]:

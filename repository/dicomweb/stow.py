@@ -19,6 +19,10 @@ The HTTP status follows Table 10.5.3-1: 200 when every instance was stored,
 202 when some failed, 409 when none was. A body that ends early or is
 malformed (SenderFault) or too large raises after every blob it stored is
 reclaimed and the session rolled back: nothing of such a request is kept.
+
+Local blobs are made durable together (`repository.blobstore.BatchedPuts`):
+each part is written unsynced, and once all are in, the files and their
+directories are fsynced at once, before the caller commits the rows.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any, BinaryIO, Protocol, cast
 
 from sqlalchemy.orm import Session
 
-from repository.blobstore import BlobStore, BlobStoreError
+from repository.blobstore import BlobStore, BlobStoreError, deferred_sync
 from repository.dicomfile import InvalidDicom, read_instance_header
 from repository.dicomweb.dicomjson import element
 from repository.ingest import InconsistentPatient, InstanceConflict, MissingPixelData, Sender, ingest
@@ -165,7 +169,7 @@ def _store_stream(session: Session, store: BlobStore, content_type: str, stream:
         return
     stream.seek(0)
     try:
-        ingested = ingest(session, store, stream, sender)
+        ingested = ingest(session, store, stream, sender, header=header)
     except MissingPixelData as exc:
         result.failed.append(Failed(*uids, FailureReason.DATA_SET_DOES_NOT_MATCH, str(exc)))
         return
@@ -193,10 +197,16 @@ def store_instances(session: Session, store: BlobStore, parts: Iterable[SpooledP
     """Store every part; the caller records the audit event and commits. On an error of the body itself
     (truncated, malformed, too large) nothing is kept: the session is rolled back, new blobs reclaimed."""
     result = StoreResult()
+    batch = deferred_sync(store)
+    target: BlobStore = batch if batch is not None else store
     try:
         for part in parts:
-            _store_one(session, store, part, sender, study_uid, result)
+            _store_one(session, target, part, sender, study_uid, result)
+        if batch is not None:
+            batch.sync()      # every blob durable, together, before any row naming one commits
     except BaseException:
+        if batch is not None:
+            batch.discard()
         session.rollback()
         reclaim_unreferenced(session, store, result.new_blobs)
         session.rollback()
