@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Test files run in this many processes (pytest-xdist); a file's tests stay in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: run test install clean bench
 
@@ -21,7 +23,7 @@ run: $(STAMP)
 test: $(STAMP)
 	XDSHUB_SCHEMAS=$${XDSHUB_SCHEMAS-$(if $(wildcard ../shared/schemas),$(abspath ../shared/schemas))} \
 	XDSHUB_SAMPLES=$${XDSHUB_SAMPLES-$(if $(wildcard ../shared/samples),$(abspath ../shared/samples))} \
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/registry_bench.py

@@ -6,10 +6,18 @@ from typing import Any
 
 import pytest
 
+from repository.blobstore import BlobStore, FileBlobStore
 from repository.dicomweb.errors import BadRequest
 from repository.dicomweb.qido import FUZZY_WARNING, Level, parse_search
 from tests.factories.dicom import make_instance, make_study
 from tests.unit.repository.dicomweb.conftest import Web
+
+
+@pytest.fixture
+def store(file_store: FileBlobStore) -> BlobStore:
+    """A search never reads the blob store: the local folder is enough (STOW and WADO cover S3)."""
+    return file_store
+
 
 STUDY_DATE, STUDY_TIME, PATIENT_NAME, PATIENT_ID = "00080020", "00080030", "00100010", "00100020"
 STUDY_UID, SERIES_UID, SOP_UID = "0020000D", "0020000E", "00080018"
