@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -90,6 +90,11 @@ class Part:
     open: Callable[[], BinaryIO] | None = None     # opened when reached, closed after
     data: bytes = b""                              # small content held already (frames, bulk data)
     location: str | None = None                    # Content-Location (PS3.18 8.6.1.2)
+    size: int | None = None                        # bytes `open` gives, when known in advance
+
+
+class ShortPart(OSError):
+    """A part's stream gave other than the size announced in the Content-Length: the body is cut off."""
 
 
 def new_boundary() -> str:
@@ -99,6 +104,29 @@ def new_boundary() -> str:
 def multipart_content_type(boundary: str, part_type: str, transfer_syntax: str | None = None) -> str:
     value = f'multipart/related; type="{part_type}"; boundary={boundary}'
     return value + (f"; transfer-syntax={transfer_syntax}" if transfer_syntax else "")
+
+
+def _head(part: Part, boundary: str) -> bytes:
+    head = f"--{boundary}\r\nContent-Type: {part.content_type}\r\n"
+    if part.location:
+        head += f"Content-Location: {part.location}\r\n"
+    return (head + "\r\n").encode("ascii")
+
+
+def multipart_length(parts: Sequence[Part], boundary: str) -> int | None:
+    """The exact byte length of `multipart_chunks(parts, boundary)` when every part's size is known, else None.
+
+    With it the answer carries a Content-Length instead of being sent chunked:
+    the client knows at once how much comes, and the server copies no chunk
+    framing around each write.
+    """
+    total = len(f"--{boundary}--\r\n")
+    for part in parts:
+        size = len(part.data) if part.open is None else part.size
+        if size is None:
+            return None
+        total += len(_head(part, boundary)) + size + 2
+    return total
 
 
 def multipart_chunks(parts: Iterable[Part], boundary: str) -> Iterator[bytes]:
@@ -111,21 +139,22 @@ def multipart_chunks(parts: Iterable[Part], boundary: str) -> Iterator[bytes]:
     pending: list[bytes] = []
     size = 0
     for part in parts:
-        head = f"--{boundary}\r\nContent-Type: {part.content_type}\r\n"
-        if part.location:
-            head += f"Content-Location: {part.location}\r\n"
-        pending.append((head + "\r\n").encode("ascii"))
+        pending.append(_head(part, boundary))
         if part.open is None:
             pending.append(part.data)
             size += len(part.data)
         else:
+            sent = 0
             with part.open() as stream:
                 while chunk := stream.read(CHUNK):
                     pending.append(chunk)
                     size += len(chunk)
+                    sent += len(chunk)
                     if size >= CHUNK:
                         yield b"".join(pending)
                         pending, size = [], 0
+            if part.size is not None and sent != part.size:
+                raise ShortPart(f"a part gave {sent} bytes where {part.size} were announced")
         pending.append(b"\r\n")
         if size >= CHUNK:
             yield b"".join(pending)

@@ -44,6 +44,7 @@ from repository.dicomweb.codec import (
     Part,
     multipart_chunks,
     multipart_content_type,
+    multipart_length,
     new_boundary,
     parse_accept,
 )
@@ -291,9 +292,14 @@ def _instances_response(held: list[wado.Held], store: BlobStore) -> Response:
                                 f"given in {', '.join(wanted)} here")
         parts.append(Part(f"{DICOM}; transfer-syntax={target}", wado.open_instance(store, h, target, spool),
                           location=f"{_base_url()}/studies/{h.study_instance_uid}/series/{h.series_instance_uid}"
-                                   f"/instances/{h.sop_instance_uid}"))
+                                   f"/instances/{h.sop_instance_uid}",
+                          size=h.size if target == h.transfer_syntax_uid and h.size else None))
     boundary = new_boundary()
-    return Response(multipart_chunks(parts, boundary), content_type=multipart_content_type(boundary, DICOM))
+    response = Response(multipart_chunks(parts, boundary), content_type=multipart_content_type(boundary, DICOM))
+    length = multipart_length(parts, boundary)
+    if length is not None:        # everything as stored: sizes known, no chunked framing
+        response.content_length = length
+    return response
 
 
 @blueprint.get("/studies/<study>")

@@ -59,6 +59,7 @@ class Held:
     sha256: str
     patient_id: str
     number_of_frames: int | None
+    size: int = 0               # bytes of the stored blob
 
     @property
     def frame_count(self) -> int:
@@ -81,7 +82,7 @@ def find_instances(session: Session, caller: Caller, study_uid: str, series_uid:
                 f"series {series_uid}" if series_uid else f"study {study_uid}")
         raise NotFound(f"no {what} here (or not one this organisation may see)")
     return [Held(r.study_instance_uid, r.series_instance_uid, r.sop_instance_uid, r.sop_class_uid,
-                 r.transfer_syntax_uid, r.sha256, r.patient_id, r.number_of_frames) for r in rows]
+                 r.transfer_syntax_uid, r.sha256, r.patient_id, r.number_of_frames, r.size) for r in rows]
 
 
 def choose_syntax(stored: str, wanted: Sequence[str]) -> str | None:
