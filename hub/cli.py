@@ -7,11 +7,17 @@ file) print one line on stderr and exit with status 1, without a traceback.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from hub.settings import DEFAULT_DATA_DIR, Settings, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 BUNDLE_FILES = ("client.crt", "client.key", "ca.crt", "client.json")
 
@@ -62,6 +68,34 @@ def initialised_settings(data_dir: Path | None) -> Settings:
     if not settings.toml_path.exists():
         raise fail(f"{settings.data_dir} is not an xdshub data dir (no hub.toml); run `xdshub init` first")
     return settings
+
+
+@contextmanager
+def command_session(data_dir: Path | None, refusals: tuple[type[Exception], ...],
+                    conflict: str) -> Iterator[tuple[Session, Settings]]:
+    """A session on the hub's database for one command, committed at the end.
+
+    `refusals` (the command's own errors) become their message on one line,
+    a unique-constraint failure becomes `conflict`, other database errors one
+    line too; the database is disposed of either way.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    from hub.db import Database
+
+    settings = initialised_settings(data_dir)
+    database = Database(settings.database_url)
+    try:
+        with database.session() as session:
+            yield session, settings
+    except refusals as exc:
+        raise fail(str(exc)) from exc
+    except IntegrityError as exc:
+        raise fail(conflict) from exc
+    except database_errors() as exc:
+        raise database_failure(exc) from exc
+    finally:
+        database.dispose()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

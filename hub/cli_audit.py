@@ -58,17 +58,15 @@ def _public_key(settings: Settings) -> EllipticCurvePublicKey:
 @DATA_DIR
 def archive_records(before: str, out_dir: Path | None, data_dir: Path | None) -> None:
     """Move old records to an archive file; what remains still verifies."""
-    from datetime import UTC, datetime
-
     from hub.audit import commands
     from hub.audit.retention import archive
+    from hub.clock import parse_iso
     from hub.db import Database
 
     try:
-        cutoff = datetime.fromisoformat(before.replace("Z", "+00:00"))
+        cutoff = parse_iso(before)
     except ValueError:
         raise fail(f"--before must be an ISO 8601 date-time, got {before!r}") from None
-    cutoff = cutoff if cutoff.tzinfo else cutoff.replace(tzinfo=UTC)
     settings = initialised_settings(data_dir)
     database = Database(settings.database_url)
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 from sqlalchemy.orm import Session
 
-from hub.cli import DATA_DIR, database_errors, database_failure, fail, initialised_settings
+from hub.cli import DATA_DIR, command_session, fail, initialised_settings
 from hub.settings import Settings
 
 
@@ -26,25 +26,11 @@ def ae() -> None:
 
 @contextmanager
 def _entities(data_dir: Path | None) -> Iterator[tuple[Session, Settings]]:
-    """A session on the hub's database, committed at the end; registration and database errors as one line."""
-    from sqlalchemy.exc import IntegrityError
-
-    from hub.db import Database
+    """A session on the hub's database, committed at the end; AeError and database errors as one line."""
     from repository.dimse.entities import AeError
 
-    settings = initialised_settings(data_dir)
-    database = Database(settings.database_url)
-    try:
-        with database.session() as session:
-            yield session, settings
-    except AeError as exc:
-        raise fail(str(exc)) from exc
-    except IntegrityError as exc:
-        raise fail("the AE title was registered meanwhile") from exc
-    except database_errors() as exc:
-        raise database_failure(exc) from exc
-    finally:
-        database.dispose()
+    with command_session(data_dir, (AeError,), "the AE title was registered meanwhile") as opened:
+        yield opened
 
 
 @ae.command("add")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 from sqlalchemy.orm import Session
 
-from hub.cli import DATA_DIR, database_errors, database_failure, fail, initialised_settings
+from hub.cli import DATA_DIR, command_session, fail
 from hub.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,25 +46,11 @@ def _password(password_file: Path | None) -> str:
 
 @contextmanager
 def _accounts(data_dir: Path | None) -> Iterator[tuple[Session, Settings]]:
-    """A session on the hub's database, committed at the end; account and database errors as one line."""
-    from sqlalchemy.exc import IntegrityError
-
+    """A session on the hub's database, committed at the end; AccountError and database errors as one line."""
     from hub.console.accounts import AccountError
-    from hub.db import Database
 
-    settings = initialised_settings(data_dir)
-    database = Database(settings.database_url)
-    try:
-        with database.session() as session:
-            yield session, settings
-    except AccountError as exc:
-        raise fail(str(exc)) from exc
-    except IntegrityError as exc:
-        raise fail("that console account was created meanwhile") from exc
-    except database_errors() as exc:
-        raise database_failure(exc) from exc
-    finally:
-        database.dispose()
+    with command_session(data_dir, (AccountError,), "that console account was created meanwhile") as opened:
+        yield opened
 
 
 def _existing(session: Session, name: str) -> ConsoleUser:

@@ -28,7 +28,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
-from hub.security.tls import PEER_CERT_ENVIRON
+from hub.security.tls import PEER_CERT_ENVIRON, server_context
 from hub.settings import Settings
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -76,11 +76,7 @@ class PeerCertificateWorker(ThreadWorker):  # type: ignore[misc]
 
 def make_ssl_context(settings: Settings) -> ssl.SSLContext:
     """Server context: our chain, optional client certificates verified against ca_certs."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(settings.path(settings.ca_certs)))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(certfile=str(settings.path(settings.server_cert)),
-                            keyfile=str(settings.path(settings.server_key)))
-    context.verify_mode = ssl.CERT_OPTIONAL
+    context = server_context(settings, ssl.CERT_OPTIONAL)
     context.set_alpn_protocols(["http/1.1"])
     return context
 

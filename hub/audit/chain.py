@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.audit.tables import GENESIS_HASH, AuditCheckpoint, AuditHead, AuditRecord
+from hub.clock import as_utc
 
 CHECKPOINT_EVERY = 100
 HEAD_ID = 1
@@ -49,7 +50,7 @@ class Entry:
 def content_hash(prev_hash: str, seq: int, recorded_at: datetime, entry: Entry) -> str:
     """SHA-256 over the previous hash and the record's content, in a canonical JSON form."""
     # SQLite gives timestamps back without their zone; they were written in UTC.
-    stamp = recorded_at if recorded_at.tzinfo is not None else recorded_at.replace(tzinfo=UTC)
+    stamp = as_utc(recorded_at)
     canonical = json.dumps({
         "seq": seq, "recorded_at": stamp.astimezone(UTC).isoformat(timespec="microseconds"),
         "event_id": entry.event_id, "event_type": entry.event_type, "action": entry.action,

@@ -17,7 +17,6 @@ rule as /api/audit applies: an organisation sees the records of its own calls.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request, url_for
@@ -26,6 +25,7 @@ from sqlalchemy import or_, select
 
 from hub.audit.tables import AuditRecord
 from hub.audit.web import record_audit_read
+from hub.clock import as_utc, parse_iso
 from hub.db import get_session
 from hub.problems import problem
 from hub.security.protect import authenticate
@@ -97,7 +97,7 @@ def audit_event(record: AuditRecord) -> dict[str, Any]:
     message = etree.fromstring(record.message.encode("utf-8"), hardened_parser())
     identification = message.find("EventIdentification")
     assert identification is not None
-    recorded = record.recorded_at if record.recorded_at.tzinfo else record.recorded_at.replace(tzinfo=UTC)
+    recorded = as_utc(record.recorded_at)
     resource: dict[str, Any] = {
         "resourceType": "AuditEvent", "id": str(record.seq),
         "type": _coding(identification.find("EventID")),
@@ -132,11 +132,10 @@ def audit_event(record: AuditRecord) -> dict[str, Any]:
 def _date_clause(value: str) -> Any:
     prefix, text = (value[:2], value[2:]) if value[:2] in PREFIXES else ("eq", value)
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        when = parse_iso(text)
     except ValueError:
         raise BadSearch(f"date must be an ISO 8601 date or date-time with an optional prefix, got {value!r}") \
             from None
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)
     column = AuditRecord.recorded_at
     return {"ge": column >= when, "gt": column > when, "le": column <= when, "lt": column < when,
             "eq": column == when}[prefix]

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from hub.audit.chain import Entry, content_hash, sign_checkpoint
 from hub.audit.tables import GENESIS_HASH, AuditArchive, AuditCheckpoint, AuditRecord
+from hub.clock import as_utc
 
 FORMAT = "xdshub-audit-archive/1"
 ENTRY_FIELDS = tuple(Entry.__dataclass_fields__)
@@ -45,7 +46,7 @@ def chain_start(session: Session) -> tuple[int, str]:
 
 
 def _stamp(value: datetime) -> str:
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat(timespec="microseconds")
+    return as_utc(value).astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _lines(session: Session, first: int, last: int, prev_hash: str) -> Iterator[str]:

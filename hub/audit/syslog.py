@@ -28,6 +28,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from hub.audit.tables import AuditRecord
+from hub.clock import as_utc
 
 FACILITY_AUTHPRIV = 10          # RFC 5424 6.2.1, Table 1: security/authorization messages
 SEVERITY_NOTICE = 5             # normal but significant condition
@@ -59,7 +60,7 @@ def timestamp(moment: datetime) -> str:
 
     SQLite gives timestamps back without their zone: they were written in UTC.
     """
-    stamp = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    stamp = as_utc(moment)
     return stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

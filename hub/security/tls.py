@@ -8,16 +8,31 @@ certificate's SHA-256 thumbprint (RFC 8705 3.1 ``x5t#S256``).
 
 from __future__ import annotations
 
+import ssl
 from datetime import UTC, datetime
 
 from flask import has_request_context, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.clock import as_utc
 from hub.security.pki import thumbprint
+from hub.settings import Settings
 from hub.tables import Organisation, OrganisationCertificate
 
 PEER_CERT_ENVIRON = "xdshub.peer_cert_der"
+
+
+def server_context(settings: Settings, client_certificates: ssl.VerifyMode) -> ssl.SSLContext:
+    """A server's TLS context (TLS 1.2 at least): the hub's certificate chain, client certificates
+    verified against `ca_certs` and asked for as `client_certificates` says (HTTPS: optional, DIMSE:
+    required)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(settings.path(settings.ca_certs)))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile=str(settings.path(settings.server_cert)),
+                            keyfile=str(settings.path(settings.server_key)))
+    context.verify_mode = client_certificates
+    return context
 
 
 def peer_certificate_der() -> bytes | None:
@@ -28,11 +43,6 @@ def peer_certificate_der() -> bytes | None:
     if isinstance(value, bytes | bytearray) and value:
         return bytes(value)
     return None
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite gives naive datetimes back: they were stored in UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def certificate_record(session: Session, der: bytes) -> OrganisationCertificate | None:

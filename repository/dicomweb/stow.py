@@ -58,6 +58,15 @@ class FailureReason(IntEnum):
     CANNOT_UNDERSTAND = 0xC000
 
 
+# What each refusal of `ingest` is called in the response, most specific first.
+INGEST_REFUSALS: tuple[tuple[type[InvalidDicom], FailureReason], ...] = (
+    (MissingPixelData, FailureReason.DATA_SET_DOES_NOT_MATCH),
+    (InstanceConflict, FailureReason.DUPLICATE_SOP_INSTANCE),
+    (InconsistentPatient, FailureReason.PROCESSING_FAILURE),
+    (InvalidDicom, FailureReason.CANNOT_UNDERSTAND),
+)
+
+
 class SpooledPart(Protocol):
     """One part of the request body, spooled (hub.soap.mtom.Attachment)."""
 
@@ -170,17 +179,9 @@ def _store_stream(session: Session, store: BlobStore, content_type: str, stream:
     stream.seek(0)
     try:
         ingested = ingest(session, store, stream, sender, header=header)
-    except MissingPixelData as exc:
-        result.failed.append(Failed(*uids, FailureReason.DATA_SET_DOES_NOT_MATCH, str(exc)))
-        return
-    except InstanceConflict as exc:
-        result.failed.append(Failed(*uids, FailureReason.DUPLICATE_SOP_INSTANCE, str(exc)))
-        return
-    except InconsistentPatient as exc:
-        result.failed.append(Failed(*uids, FailureReason.PROCESSING_FAILURE, str(exc)))
-        return
     except InvalidDicom as exc:
-        result.failed.append(Failed(*uids, FailureReason.CANNOT_UNDERSTAND, str(exc)))
+        reason = next(r for kind, r in INGEST_REFUSALS if isinstance(exc, kind))
+        result.failed.append(Failed(*uids, reason, str(exc)))
         return
     except (OSError, BlobStoreError) as exc:
         result.failed.append(Failed(*uids, FailureReason.PROCESSING_FAILURE, f"storage failed: {exc}"))

@@ -57,6 +57,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from hub.db import Database
+from hub.security.tls import server_context
 from hub.settings import Settings
 from repository.blobstore import BlobStore
 from repository.dimse.receiver import Receiver
@@ -93,12 +94,7 @@ def application_entity(settings: Settings) -> AE:
 
 def ssl_context(settings: Settings) -> ssl.SSLContext:
     """Server side TLS: the hub's certificate; client certificates required, verified against ca_certs."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(settings.path(settings.ca_certs)))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(certfile=str(settings.path(settings.server_cert)),
-                            keyfile=str(settings.path(settings.server_key)))
-    context.verify_mode = ssl.CERT_REQUIRED
-    return context
+    return server_context(settings, ssl.CERT_REQUIRED)
 
 
 # -- event handlers: pynetdicom in, Receiver out ------------------------------------------------------------------

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask
 from lxml import etree
 
+from hub import create_app
+from hub.db import Base, Database
+from hub.organisations import add_organisation
+from hub.setup import initialise
 from hub.soap.envelope import NS_SOAP12, parse_xml, render_envelope, serialize
+
+ORGANISATIONS = (("Org A", "1.3.6.1.4.1.21367.2026.101"), ("Org B", "1.3.6.1.4.1.21367.2026.102"))
 
 
 def envelope_bytes(action: str, body: etree._Element | bytes) -> bytes:
@@ -72,3 +81,25 @@ def error_codes(envelope: etree._Element) -> list[str]:
 
 def fault_reason(envelope: etree._Element) -> str:
     return envelope.findtext(f".//{{{NS_SOAP12}}}Reason/{{{NS_SOAP12}}}Text") or ""
+
+
+@contextmanager
+def app_with_two_parties(folder: Path, database_url: str, scopes: str,
+                         **overrides: object) -> Iterator[tuple[Flask, Database, Party, Party]]:
+    """The hub's app on `database_url` with "Org A" and "Org B" granted `scopes`; every table dropped after."""
+    settings = replace(initialise(folder, database_url=database_url), database_url=database_url, **overrides)
+    database = Database(database_url)
+    database.upgrade()
+    parties = []
+    with database.session() as session:
+        for name, oid in ORGANISATIONS:
+            new = add_organisation(session, settings, name, oid, scopes)
+            parties.append(Party.from_pem(name, oid, new.organisation_id, new.client_id, new.client_secret,
+                                          new.cert_pem))
+    try:
+        yield create_app(settings, database), database, parties[0], parties[1]
+    finally:
+        with database.engine.begin() as conn:
+            Base.metadata.drop_all(conn)
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+        database.dispose()

@@ -11,23 +11,19 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from hub import create_app
 from hub.db import Database
-from hub.organisations import add_organisation
-from hub.setup import initialise
 from registry.builders import DocumentSpec, document_entry, has_member, submission_set
 from registry.ebrim import render_adhoc_query_request, render_submit_objects_request
 from registry.model import Code, StoredQuery, SubmitObjectsRequest
 from registry.tables import RegistryObjectRow
 from registry.vocabulary import ACTION_REGISTER, ACTION_STORED_QUERY, ResponseStatus, StoredQueryId
-from tests.functional.soap_support import Party, body_of, error_codes, fault_reason, post_soap
+from tests.functional.soap_support import Party, app_with_two_parties, body_of, error_codes, fault_reason, post_soap
 from tests.schema_validation import assert_valid
 
 PATIENT = "PAT-7^^^&1.3.6.1.4.1.21367.2026.10&ISO"
@@ -36,26 +32,9 @@ APPROVED = "('urn:oasis:names:tc:ebxml-regrep:StatusType:Approved')"
 
 @pytest.fixture
 def hub(tmp_path: Path, database_url: str) -> Iterator[tuple[Flask, Database, Party, Party]]:
-    settings = initialise(tmp_path / "hub", database_url=database_url)
-    settings = replace(settings, database_url=database_url, max_body_bytes=256 * 1024)
-    database = Database(database_url)
-    database.upgrade()
-    parties = []
-    with database.session() as session:
-        for name, oid in (("Org A", "1.3.6.1.4.1.21367.2026.101"), ("Org B", "1.3.6.1.4.1.21367.2026.102")):
-            new = add_organisation(session, settings, name, oid, "xds:query xds:register")
-            parties.append(Party.from_pem(name, oid, new.organisation_id, new.client_id, new.client_secret,
-                                          new.cert_pem))
-    app = create_app(settings, database)
-    try:
-        yield app, database, parties[0], parties[1]
-    finally:
-        from hub.db import Base
-
-        with database.engine.begin() as conn:
-            Base.metadata.drop_all(conn)
-            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-        database.dispose()
+    with app_with_two_parties(tmp_path / "hub", database_url, "xds:query xds:register",
+                              max_body_bytes=256 * 1024) as opened:
+        yield opened
 
 
 def submission(patient: str = PATIENT, confidentiality: str = "N", unique_id: str | None = None

@@ -5,48 +5,26 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from hub import create_app
 from hub.audit.tables import AuditRecord
 from hub.db import Database
-from hub.organisations import add_organisation
 from repository.blobstore import open_blob_store
 from repository.ingest import Sender, ingest
 from tests.factories.dicom import instance_bytes, make_study
-from tests.functional.soap_support import Party
+from tests.functional.soap_support import Party, app_with_two_parties
 
 ISSUER = "1.3.6.1.4.1.21367.2026.77"
 
 
 @pytest.fixture
 def hub(tmp_path: Path, database_url: str) -> Iterator[tuple[Flask, Database, Party, Party]]:
-    from hub.setup import initialise
-
-    settings = replace(initialise(tmp_path / "hub", database_url=database_url), database_url=database_url)
-    database = Database(database_url)
-    database.upgrade()
-    parties = []
-    with database.session() as session:
-        for name, oid in (("Org A", "1.3.6.1.4.1.21367.2026.101"), ("Org B", "1.3.6.1.4.1.21367.2026.102")):
-            new = add_organisation(session, settings, name, oid, "xds:register dicomweb:read")
-            parties.append(Party.from_pem(name, oid, new.organisation_id, new.client_id, new.client_secret,
-                                          new.cert_pem))
-    app = create_app(settings, database)
-    try:
-        yield app, database, parties[0], parties[1]
-    finally:
-        from hub.db import Base
-
-        with database.engine.begin() as conn:
-            Base.metadata.drop_all(conn)
-            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-        database.dispose()
+    with app_with_two_parties(tmp_path / "hub", database_url, "xds:register dicomweb:read") as opened:
+        yield opened
 
 
 def _store(app: Flask, database: Database, party: Party, **attributes: str) -> str:
