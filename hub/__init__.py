@@ -18,6 +18,8 @@ def create_app(settings: Settings | None = None, database: Any | None = None) ->
     from hub.audit import api as audit_api
     from hub.audit import fhir as audit_fhir
     from hub.security import oauth
+    from hub.shares import api as shares_api
+    from hub.shares import launch, viewer
     from registry import views as registry_views
     from repository import capture_views, studies_api
     from repository import views as repository_views
@@ -44,6 +46,9 @@ def create_app(settings: Settings | None = None, database: Any | None = None) ->
     audit_api.init_app(app)
     audit_fhir.init_app(app)
     console.init_app(app)
+    shares_api.init_app(app)
+    viewer.init_app(app)
+    launch.init_app(app)
     return app
 
 

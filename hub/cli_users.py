@@ -66,16 +66,29 @@ def _existing(session: Session, name: str) -> ConsoleUser:
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(["compliance", "admin", "clinician"]),
               help="compliance and admin open the audit console; clinician opens images (IHE IID)")
+@click.option("--org", "organisation_oid", default=None, metavar="OID",
+              help="a clinician's organisation: the clinician sees the studies it may see (required for clinician)")
 @PASSWORD_FILE
 @DATA_DIR
-def add(name: str, role: str, password_file: Path | None, data_dir: Path | None) -> None:
+def add(name: str, role: str, organisation_oid: str | None, password_file: Path | None, data_dir: Path | None) -> None:
     """Create console account NAME with ROLE."""
+    from sqlalchemy import select
+
     from hub.audit import commands
     from hub.console.accounts import add_user
+    from hub.tables import Organisation
 
+    if (role == "clinician") != (organisation_oid is not None):
+        raise fail("--org OID is required for a clinician, and only for a clinician")
     password = _password(password_file)
     with _accounts(data_dir) as (session, settings):
+        organisation = None
+        if organisation_oid is not None:
+            organisation = session.scalar(select(Organisation).where(Organisation.oid == organisation_oid))
+            if organisation is None:
+                raise fail(f"no organisation {organisation_oid}; see `xdshub org list`")
         account = add_user(session, name, role, password)
+        account.organisation_id = organisation.id if organisation is not None else None
         commands.account_changed(session, settings, account.name, account.role, "created")
     click.echo(f"console account {account.name} created with role {account.role}")
 

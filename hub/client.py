@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 from lxml import etree
@@ -102,6 +103,11 @@ class HubClient:
             timeout=self.timeout,
         )
         return SoapAnswer(response.status_code, parse_xml(response.content))
+
+    def api(self, method: str, path: str, body: Any = None, scope: str | None = None) -> requests.Response:
+        """A call of the hub's JSON API (`/api/...`) with a bearer token; the answer as requests gives it."""
+        return self.http.request(method, self.base_url + path, json=body, timeout=self.timeout,
+                                 headers={"Authorization": f"Bearer {self.token(scope)}"})
 
     def mtom(self, path: str, action: str, body: etree._Element, parts: Sequence[OutgoingPart] = (),
              scope: str | None = None) -> SoapAnswer:

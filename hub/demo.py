@@ -156,6 +156,29 @@ def ingest_and_publish(settings: Settings, number: str, title: str, modality: Co
     return study_uid, series
 
 
+def share_first_study(settings: Settings, source: HubClient) -> None:
+    """A share link to the first demo study, made through POST /api/shares (a new one at every start: the
+    URL is given out only once)."""
+    from repository.tables import DicomInstance
+
+    database = Database(settings.database_url)
+    try:
+        with database.session() as session:
+            study_uid = session.scalar(select(DicomInstance.study_instance_uid).where(
+                DicomInstance.study_description == DEMO_STUDIES[0][1]).limit(1))
+    finally:
+        database.dispose()
+    if study_uid is None:
+        return
+    answer = source.api("POST", "/api/shares", {"study_uid": study_uid, "expires_in": 24 * 3600,
+                                                "recipient": "demo referring physician"}, scope="share:create")
+    if answer.status_code != 201:
+        _say(f"demo: the share link could not be made: {answer.status_code} {answer.text[:200]}")
+        return
+    _say(f"demo: share link to {DEMO_STUDIES[0][1]} (24 h, no account needed; the browser will ask to accept "
+         f"the demo CA's certificate): {answer.json()['url']}")
+
+
 def seed(settings: Settings, bundles: list[Path], url: str) -> None:
     """Store studies and reports as the first organisation; find and retrieve them as the second."""
     from registry.ebrim import render_adhoc_query_request
@@ -200,6 +223,7 @@ def seed(settings: Settings, bundles: list[Path], url: str) -> None:
     ok = answer.body.get("status") == ResponseStatus.SUCCESS.value
     _say(f"demo: ITI-18 FindDocuments for DEMO-1001 by {DEMO_ORGS[1][0]}: "
          f"{'Success' if ok else 'Failure'}, {found} documents (manifests and reports)")
+    share_first_study(settings, source)
     _say(f"demo: ready. Open {url}/healthz, {url}/metrics, {url}/.well-known/oauth-authorization-server")
     _say(f"demo: every call above is in the audit trail: xdshub audit verify --data-dir {settings.data_dir}")
     source.close()

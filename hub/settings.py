@@ -40,6 +40,10 @@ FIELD_DOCS = {
     "console_session_lifetime": "seconds a console session lasts at most after login",
     "console_lockout_attempts": "consecutive failed console logins that lock an account",
     "console_lockout_seconds": "seconds a locked console account stays locked",
+    "share_default_seconds": "how long a share link lasts when POST /api/shares names no expires_in",
+    "share_max_seconds": "the longest a share link may last; a longer expires_in is cut to this",
+    "share_passcode_attempts": "wrong passcodes that lock a share link for good",
+    "share_visit_seconds": "how long one opening of a share link lasts in a browser (within the link's expiry)",
     "max_query_results": "stored queries matching more objects answer XDSTooManyResults",
     "token_lifetime": "access token lifetime in seconds",
     "server_cert": "PEM of the HTTPS server certificate (chain)",
@@ -87,6 +91,10 @@ class Settings:
     console_session_lifetime: int = 8 * 60 * 60
     console_lockout_attempts: int = 5
     console_lockout_seconds: int = 15 * 60
+    share_default_seconds: int = 7 * 24 * 60 * 60
+    share_max_seconds: int = 30 * 24 * 60 * 60
+    share_passcode_attempts: int = 5
+    share_visit_seconds: int = 12 * 60 * 60
     max_query_results: int = 1000
     token_lifetime: int = 300
     server_cert: Path = Path("pki/server.crt")

@@ -41,6 +41,8 @@ INSTANCES_TRANSFERRED = CodedValue("110104", DCM, "DICOM Instances Transferred")
 # Security Alert types (PS3.16 CID 403) of administrative changes
 USER_SECURITY_ATTRIBUTES_CHANGED = CodedValue("110137", DCM, "User Security Attributes Changed")
 SECURITY_ROLES_CHANGED = CodedValue("110136", DCM, "Security Roles Changed")
+# A share link made or withdrawn changes who may see a study.
+OBJECT_SECURITY_ATTRIBUTES_CHANGED = CodedValue("110135", DCM, "Object Security Attributes Changed")
 
 # -- EventTypeCode of User Authentication (PS3.15 A.5.3, "User Authentication": Login or Logout) --------------
 LOGIN = CodedValue("110122", DCM, "Login")
@@ -101,6 +103,7 @@ HOME_COMMUNITY_ID = "ihe:homeCommunityID"
 ALERT_DESCRIPTION = "Alert Description"
 IHE_TRANSACTION = "IHE Transaction"   # the transaction a refused call attempted (hub-defined detail type)
 OAUTH_SCOPE = "scope"                 # RFC 6749 3.3: the scopes of a token request (hub-defined detail type)
+USER_AGENT = "UserAgent"               # the browser that opened a share link (its User-Agent header)
 DESCRIPTION = "Description"           # free text on an object (dicom2017c has no textual ParticipantObjectDescription)
 
 
@@ -135,7 +138,8 @@ class NetworkAccessPointType(IntEnum):
 EVENT_TYPE_CHOICES: tuple[tuple[str, str], ...] = tuple(
     (code.code, f"{code.code} {code.display}") for code in (
         *TRANSACTIONS.values(), LOGIN, LOGOUT, NODE_AUTHENTICATION, USE_OF_RESTRICTED_FUNCTION,
-        SECURITY_ROLES_CHANGED, USER_SECURITY_ATTRIBUTES_CHANGED, AUDIT_LOG_USED, IMPORT))
+        SECURITY_ROLES_CHANGED, USER_SECURITY_ATTRIBUTES_CHANGED, OBJECT_SECURITY_ATTRIBUTES_CHANGED, AUDIT_LOG_USED,
+        IMPORT))
 _NAMES = {value.code: value.display for value in list(globals().values())
           if isinstance(value, CodedValue) and value.system == DCM}
 _NAMES.update({code: value.display for code, value in TRANSACTIONS.items()})

@@ -72,7 +72,7 @@ def _submission_set(uid: str | None) -> tuple[ParticipantObject, ...]:
     return (ParticipantObject(uid, ObjectType.SYSTEM_OBJECT, ObjectRole.JOB, codes.SUBMISSION_SET),)
 
 
-def _event(event_id: CodedValue, action: Action, type_code: CodedValue, *, requestor: Party, hub: Party,
+def _event(event_id: CodedValue, action: Action, type_code: CodedValue | None, *, requestor: Party, hub: Party,
            outcome: Outcome, time: datetime, source_id: str, objects: tuple[ParticipantObject, ...],
            description: str | None, exporting: bool = False) -> AuditEvent:
     """`exporting`: the hub sends data to the requestor (ITI-43, RAD-69), so the hub is the Source and the
@@ -82,7 +82,8 @@ def _event(event_id: CodedValue, action: Action, type_code: CodedValue, *, reque
                         replace(_source(requestor), role=codes.DESTINATION_ROLE))
     else:
         participants = (_source(requestor), _destination(hub))
-    return AuditEvent(event_id=event_id, action=action, outcome=Outcome(outcome), time=time, type_codes=(type_code,),
+    return AuditEvent(event_id=event_id, action=action, outcome=Outcome(outcome), time=time,
+                      type_codes=(type_code,) if type_code is not None else (),
                       participants=participants, source_id=source_id, objects=objects,
                       outcome_description=description)
 
@@ -388,3 +389,56 @@ def dicomweb_query(*, requestor: Party, hub: Party, outcome: Outcome, time: date
                                      query=query, details=((codes.QUERY_ENCODING, QUERY_ENCODING.encode()),))
     return _event(codes.QUERY, Action.EXECUTE, codes.transaction("RAD-129"), requestor=requestor, hub=hub,
                   outcome=outcome, time=time, source_id=source_id, objects=(query_object,), description=description)
+
+
+# -- share links and the viewer (hub.shares) ------------------------------------------------------------------
+#
+#   builder        what                                      EventID                         action  objects
+#   share_changed  a link made or withdrawn (POST/DELETE)    110113 Security Alert, type     E       patient?, study
+#                                                            110135 Object Security Attrs.
+#   share_viewed   the viewer opened (a visit starts)        110103 DICOM Instances Accessed R       patient?, study
+#   share_exported the study downloaded as a ZIP             110106 Export                   R       patient?, study
+#
+# The person viewing is the requestor and the Destination (the hub sends), recorded as "share:<link id>" with
+# the link's recipient label as UserName; their browser's User-Agent is a detail of the study object. For a
+# clinician's launch (IHE IID) the requestor is the clinician.
+
+def _shared_study(study_uid: str, instances: Sequence[tuple[str, str]], user_agent: str | None,
+                  description: str | None = None) -> ParticipantObject:
+    details: tuple[tuple[str, bytes], ...] = ()
+    if user_agent:
+        details += ((codes.USER_AGENT, user_agent.encode("utf-8", "replace")[:512]),)
+    return ParticipantObject(study_uid, ObjectType.SYSTEM_OBJECT, ObjectRole.REPORT, codes.STUDY_INSTANCE_UID,
+                             details=details, description=description, sop_classes=_by_sop_class(instances))
+
+
+def share_changed(*, by: Party, hub: Party, time: datetime, source_id: str, link_id: str, study_uid: str,
+                  patient_id: str | None, change: str) -> AuditEvent:
+    """A share link made or withdrawn: Security Alert, type 110135 Object Security Attributes Changed
+    (PS3.16 CID 403): who may see the study changed. The study is the object, the change its description."""
+    study = _shared_study(study_uid, (), None, f"share link {link_id} {change}")
+    return AuditEvent(event_id=codes.SECURITY_ALERT, action=Action.EXECUTE, outcome=Outcome.SUCCESS, time=time,
+                      type_codes=(codes.OBJECT_SECURITY_ATTRIBUTES_CHANGED,),
+                      participants=(_source(by), _destination(hub)), source_id=source_id,
+                      objects=_patient(patient_id) + (study,), outcome_description=f"share link {link_id} {change}")
+
+
+def share_viewed(*, viewer: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str, study_uid: str,
+                 instances: Sequence[tuple[str, str]], patient_id: str | None, user_agent: str | None,
+                 description: str | None = None) -> AuditEvent:
+    """The viewer opened on a study: DICOM Instances Accessed (PS3.15 A.5.3.5), Read; the hub shows, so it is
+    the Source and the viewer the Destination."""
+    study = _shared_study(study_uid, instances, user_agent)
+    return _event(codes.INSTANCES_ACCESSED, Action.READ, None, requestor=viewer, hub=hub, outcome=outcome, time=time,
+                  source_id=source_id, objects=_patient(patient_id) + (study,), description=description,
+                  exporting=True)
+
+
+def share_exported(*, viewer: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str, study_uid: str,
+                   instances: Sequence[tuple[str, str]], patient_id: str | None, user_agent: str | None,
+                   description: str | None = None) -> AuditEvent:
+    """The study downloaded (a ZIP with a DICOMDIR): Export (PS3.15 A.5.3.7), Read; the viewer the Destination."""
+    study = _shared_study(study_uid, instances, user_agent)
+    return _event(codes.EXPORT, Action.READ, None, requestor=viewer, hub=hub, outcome=outcome, time=time,
+                  source_id=source_id, objects=_patient(patient_id) + (study,), description=description,
+                  exporting=True)

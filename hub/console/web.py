@@ -94,13 +94,13 @@ def requires_role(*roles: str) -> Callable[[View], View]:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after login: a console path only, never another site (no open redirect)."""
+    """Where to go after login: a console path or the EMR launch only, never another site (no open redirect)."""
     default = url_for("console.timeline")
     if not target:
         return default
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/audit") or target.startswith("//") \
-            or "\\" in target:
+    if parts.scheme or parts.netloc or not parts.path.startswith(("/audit", "/IHEInvokeImageDisplay")) \
+            or target.startswith("//") or "\\" in target:
         return default
     return target
 

@@ -64,7 +64,7 @@ def test_add_reads_standard_input_with_a_dash(data_dir: Path, database: Database
 
 
 def test_add_asks_twice_at_the_terminal(data_dir: Path, database: Database) -> None:
-    result = run("user", "add", "carol", "--role", "clinician", "--data-dir", str(data_dir),
+    result = run("user", "add", "carol", "--role", "admin", "--data-dir", str(data_dir),
                  stdin=f"{PASSWORD}\n{PASSWORD}\n")
     assert result.exit_code == 0, result.output
     assert PASSWORD not in result.output                      # hidden input
@@ -120,3 +120,22 @@ def test_unlock_passwd_and_remove(data_dir: Path, database: Database) -> None:
     assert changes == ["110136", "110137", "110137", "110136"]   # created, unlocked, new password, removed
     assert run("user", "unlock", "nobody", "--data-dir", str(data_dir)).output.endswith("no console account "
                                                                                           "'nobody'\n")
+
+
+def test_a_clinician_belongs_to_an_organisation(data_dir: Path, database: Database) -> None:
+    assert run("org", "add", "Riverside", "--oid", "1.3.6.1.4.1.21367.2026.61", "--data-dir", str(data_dir),
+               "--out", str(data_dir.parent / "riverside")).exit_code == 0
+    secret = data_dir.parent / "password.txt"
+    secret.write_text(PASSWORD + "\n")
+    common = ("--password-file", str(secret), "--data-dir", str(data_dir))
+    without = run("user", "add", "carol", "--role", "clinician", *common)
+    assert without.exit_code != 0 and "--org OID is required for a clinician" in without.output
+    unknown = run("user", "add", "carol", "--role", "clinician", "--org", "1.2.3.404", *common)
+    assert unknown.exit_code != 0 and "no organisation 1.2.3.404" in unknown.output
+    assert run("user", "add", "cathy", "--role", "compliance", "--org", "1.3.6.1.4.1.21367.2026.61",
+               *common).exit_code != 0
+    made = run("user", "add", "carol", "--role", "clinician", "--org", "1.3.6.1.4.1.21367.2026.61", *common)
+    assert made.exit_code == 0, made.output
+    with database.session() as session:
+        carol, cathy = find_user(session, "carol"), find_user(session, "cathy")
+        assert carol is not None and carol.organisation_id is not None and cathy is None
