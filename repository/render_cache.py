@@ -27,9 +27,12 @@ import re
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from repository.dicomweb.render import RenderOptions
+from pydicom.dataset import Dataset
+
+from repository.dicomweb.render import Rendered, RenderOptions, Window, render
 
 __all__ = ["DEFAULT_MAX_BYTES", "RenderCache", "cache_key", "shared_cache"]
 
@@ -192,3 +195,27 @@ def shared_cache(directory: Path) -> RenderCache:
         if directory not in _shared:
             _shared[directory] = RenderCache(directory)
         return _shared[directory]
+
+
+def _window_key(key: str) -> str:
+    return hashlib.sha256(f"{key}|window".encode()).hexdigest()
+
+
+def cached_render(cache: RenderCache, instance_sha256: str, number: int, options: RenderOptions,
+                  load: Callable[[], Dataset]) -> Rendered:
+    """Frame `number` rendered with `options`, from the cache or rendered (the instance read by `load`) and
+    cached, with the window it went through (kept beside the image)."""
+    key = cache_key(instance_sha256, number, options)
+    image = cache.get(key)
+    if image is not None:
+        window = cache.get(_window_key(key))
+        if window is None:
+            return Rendered(image, None)
+        center, width, function = window.decode().split(",")
+        return Rendered(image, Window(float(center), float(width), function))
+    rendered = render(load(), number, options)
+    cache.put(key, rendered.image)
+    if rendered.window is not None:
+        w = rendered.window
+        cache.put(_window_key(key), f"{w.center!r},{w.width!r},{w.function}".encode())
+    return rendered

@@ -51,6 +51,7 @@ from repository.dicomweb.codec import (
 from repository.dicomweb.dicomjson import bulk_value, instance_metadata
 from repository.dicomweb.errors import BadRequest, DicomwebError, NotAcceptable, UnsupportedMediaType
 from repository.ingest import Sender
+from repository.render_cache import cached_render, shared_cache
 from repository.views import blob_store
 
 log = logging.getLogger(__name__)
@@ -394,8 +395,10 @@ def retrieve_rendered(study: str, series: str, instance: str, frame: int = 1) ->
         media_type = _rendered_type()
         options = render.parse_render_options(request.args.to_dict(), media_type)
         (number,) = wado.frame_numbers(str(frame), held.frame_count)
-        image = render.render_frame(wado.read_full(blob_store(), held), number, options)
-        return Response(image, content_type=media_type)
+        cache = shared_cache(get_settings().data_dir / "cache" / "rendered")
+        rendered = cached_render(cache, held.sha256, number, options,     # keyed by the stored bytes' digest
+                                 lambda: wado.read_full(blob_store(), held))
+        return Response(rendered.image, content_type=media_type)
     return _retrieve(handle)
 
 
