@@ -22,12 +22,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request, stream_with_context
-from pydicom.dataset import Dataset
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
@@ -56,7 +54,7 @@ from hub.shares.links import (
 from hub.shares.tables import ShareLink, ShareVisit
 from repository.dicomweb import render, wado
 from repository.dicomweb.errors import DicomwebError
-from repository.render_cache import RenderCache, cache_key
+from repository.render_cache import cached_render, shared_cache
 from repository.study_archive import ArchiveEntry, archive_name, study_zip
 from repository.tables import DicomInstance
 from repository.views import blob_store
@@ -78,7 +76,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",      # the URL holds the token: never send it elsewhere
 }
 MEDIA_TYPES = {PDF: "application/pdf", VIDEO: "video/mp4"}
-_caches: dict[Path, RenderCache] = {}
 
 
 # -- who is looking ---------------------------------------------------------------------------------------------
@@ -259,13 +256,6 @@ def _held(row: DicomInstance) -> wado.Held:
                      row.transfer_syntax_uid, row.sha256, row.patient_id, row.number_of_frames, row.size)
 
 
-def _cache() -> RenderCache:
-    folder = get_settings().data_dir / "cache" / "rendered"
-    if folder not in _caches:
-        _caches[folder] = RenderCache(folder)
-    return _caches[folder]
-
-
 def _image(data: bytes, media_type: str = "image/jpeg") -> Response:
     response = Response(data, content_type=media_type)
     response.headers.update(SECURITY_HEADERS)
@@ -273,16 +263,9 @@ def _image(data: bytes, media_type: str = "image/jpeg") -> Response:
     return response
 
 
-def _rendered(row: DicomInstance, number: int, options: render.RenderOptions) -> bytes:
-    key = cache_key(row.sha256, number, options)
-    cache = _cache()
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    dataset: Dataset = wado.read_full(blob_store(), _held(row))
-    image = render.render_frame(dataset, number, options)
-    cache.put(key, image)
-    return image
+def _rendered(row: DicomInstance, number: int, options: render.RenderOptions) -> render.Rendered:
+    return cached_render(shared_cache(get_settings().data_dir / "cache" / "rendered"), row.sha256, number, options,
+                         lambda: wado.read_full(blob_store(), _held(row)))
 
 
 @blueprint.get("/s/<token>/study.json")
@@ -300,7 +283,7 @@ def thumbnail(token: str, series_uid: str) -> Response:
         abort(404, "no image in this series")
     middle = images[len(images) // 2]
     options = render.RenderOptions(viewport=THUMBNAIL, quality=80)
-    return _image(_rendered(middle, 1, options))
+    return _image(_rendered(middle, 1, options).image)
 
 
 @blueprint.get("/s/<token>/instances/<sop_instance_uid>/frames/<int:number>.jpg")
@@ -314,7 +297,11 @@ def frame(token: str, sop_instance_uid: str, number: int) -> Response:
     if "window" in request.args:
         params["window"] = f"{request.args['window']},linear"
     options = render.parse_render_options(params, "image/jpeg")
-    return _image(_rendered(row, number, options))
+    rendered = _rendered(row, number, options)
+    response = _image(rendered.image)
+    if rendered.window is not None:     # where the viewer's window drag starts
+        response.headers["X-Window"] = f"{rendered.window.center:g},{rendered.window.width:g}"
+    return response
 
 
 @blueprint.get("/s/<token>/instances/<sop_instance_uid>/media")

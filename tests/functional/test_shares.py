@@ -117,6 +117,10 @@ def test_a_link_opens_the_viewer_without_account_or_certificate(hub: Hub) -> Non
     frame = _open(browser, f"{url}/instances/{study.instances[0]}/frames/1.jpg?viewport=64,64&window=100,200")
     assert frame.status_code == 200 and frame.content_type == "image/jpeg"
     assert Image.open(io.BytesIO(frame.get_data())).size[0] <= 64
+    assert frame.headers["X-Window"] == "100,200"                  # the window it went through
+    default = f"{url}/instances/{study.instances[0]}/frames/1.jpg?viewport=64,64"
+    first, cached = _open(browser, default), _open(browser, default)
+    assert first.headers["X-Window"] == cached.headers["X-Window"] and first.get_data() == cached.get_data()
     thumbnail = _open(browser, f"{url}/series/{study.series[1]}/thumbnail.jpg")
     assert thumbnail.status_code == 200 and Image.open(io.BytesIO(thumbnail.get_data())).format == "JPEG"
     assert _open(browser, url).status_code == 200            # the same visit: no new use
