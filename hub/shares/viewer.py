@@ -350,23 +350,24 @@ def download(token: str) -> Response:
     return response
 
 
-@blueprint.errorhandler(HTTPException)
-def _error(exc: HTTPException) -> Response:
-    response = jsonify({"status": exc.code, "detail": exc.description})
-    response.status_code = exc.code or 500
+def _json_error(status: int, detail: str) -> Response:
+    """What the page's script shows instead of an image or the study."""
+    response = jsonify({"status": status, "detail": detail})
+    response.status_code = status
     response.headers.update(SECURITY_HEADERS)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
+@blueprint.errorhandler(HTTPException)
+def _error(exc: HTTPException) -> Response:
+    return _json_error(exc.code or 500, exc.description or "")
+
+
 @blueprint.errorhandler(DicomwebError)
 def _undecodable(exc: DicomwebError) -> Response:
-    """A frame that cannot be rendered here (406), or a bad parameter (400): a clear message the viewer shows
-    instead of an image."""
-    response = jsonify({"status": exc.status, "detail": exc.message})
-    response.status_code = exc.status
-    response.headers.update(SECURITY_HEADERS)
-    return response
+    """A frame that cannot be rendered here (406), or a bad parameter (400)."""
+    return _json_error(exc.status, exc.message)
 
 
 def init_app(app: Flask) -> None:
