@@ -32,6 +32,7 @@ SAMPLES = os.environ.get("XDSHUB_SAMPLES", "")
 def _import_all_tables() -> None:
     import hub.audit.tables  # noqa: F401
     import hub.console.tables  # noqa: F401
+    import hub.federation.tables  # noqa: F401
     import hub.shares.tables  # noqa: F401
     import hub.tables  # noqa: F401
     import registry.tables  # noqa: F401

@@ -6,6 +6,7 @@ from alembic import context
 
 import hub.audit.tables  # noqa: F401  (registers the tables on Base.metadata)
 import hub.console.tables  # noqa: F401
+import hub.federation.tables  # noqa: F401
 import hub.shares.tables  # noqa: F401
 import hub.tables  # noqa: F401
 import registry.tables  # noqa: F401

@@ -1,0 +1,2 @@
+"""Federation: patient identity across organisations, repositories elsewhere in the affinity domain, and
+other communities (XCA peers)."""
