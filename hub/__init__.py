@@ -17,6 +17,8 @@ def create_app(settings: Settings | None = None, database: Any | None = None) ->
     from hub import console, db, logs, ops, problems
     from hub.audit import api as audit_api
     from hub.audit import fhir as audit_fhir
+    from hub.federation import patients_api
+    from hub.federation import responding as xca_responding
     from hub.security import oauth
     from hub.shares import api as shares_api
     from hub.shares import launch, viewer
@@ -40,6 +42,7 @@ def create_app(settings: Settings | None = None, database: Any | None = None) ->
     oauth.init_app(app)
     registry_views.init_app(app)
     repository_views.init_app(app)
+    xca_responding.init_app(app)
     dicomweb_views.init_app(app)
     capture_views.init_app(app)
     studies_api.init_app(app)
@@ -49,6 +52,7 @@ def create_app(settings: Settings | None = None, database: Any | None = None) ->
     shares_api.init_app(app)
     viewer.init_app(app)
     launch.init_app(app)
+    patients_api.init_app(app)
     return app
 
 

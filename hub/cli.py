@@ -240,5 +240,13 @@ def _register_repository_commands() -> None:
 
     main.add_command(publish)
 
+    from hub.cli_patients import patient
+
+    main.add_command(patient)
+
+    from hub.cli_peers import peer
+
+    main.add_command(peer)
+
 
 _register_repository_commands()

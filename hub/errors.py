@@ -26,7 +26,9 @@ APIs) turns them into a response.
     ├── RepositoryMetadataError   XDSRepositoryMetadataError
     ├── MissingDocument           XDSMissingDocument
     ├── MissingDocumentMetadata   XDSMissingDocumentMetadata
-    └── UnknownRepositoryId       XDSUnknownRepositoryId
+    ├── UnknownRepositoryId       XDSUnknownRepositoryId
+    ├── UnknownCommunity          XDSUnknownCommunity
+    └── MissingHomeCommunityId    XDSMissingHomeCommunityId
 
     SoapFault                     SOAP 1.2 env:Fault (PS: W3C SOAP 1.2 part 1, 5.4)
     ├── SenderFault               env:Sender (malformed, hostile, unknown action)
@@ -110,6 +112,10 @@ MissingDocumentMetadata = _xds("MissingDocumentMetadata", ErrorCode.MISSING_DOCU
                                "A document (MIME part) that no DocumentEntry of the submission describes.")
 UnknownRepositoryId = _xds("UnknownRepositoryId", ErrorCode.UNKNOWN_REPOSITORY_ID,
                            "A retrieve naming a repositoryUniqueId that is not this repository.")
+UnknownCommunity = _xds("UnknownCommunity", ErrorCode.UNKNOWN_COMMUNITY,
+                        "A query or retrieve naming a homeCommunityId this gateway does not answer for.")
+MissingHomeCommunityId = _xds("MissingHomeCommunityId", ErrorCode.MISSING_HOME_COMMUNITY_ID,
+                              "A cross-community request without the homeCommunityId it requires.")
 
 
 @dataclass

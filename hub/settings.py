@@ -44,6 +44,7 @@ FIELD_DOCS = {
     "share_max_seconds": "the longest a share link may last; a longer expires_in is cut to this",
     "share_passcode_attempts": "wrong passcodes that lock a share link for good",
     "share_visit_seconds": "how long one opening of a share link lasts in a browser (within the link's expiry)",
+    "peer_timeout_seconds": "how long a query waits for each peer community (XCA) before naming it unavailable",
     "max_query_results": "stored queries matching more objects answer XDSTooManyResults",
     "token_lifetime": "access token lifetime in seconds",
     "server_cert": "PEM of the HTTPS server certificate (chain)",
@@ -53,6 +54,9 @@ FIELD_DOCS = {
     "ca_key": "the hub CA's private key (absent when an operator brings their own CA)",
     "signing_key": "private key (PEM) that signs access tokens",
     "restricted_confidentiality_codes": "confidentialityCodes visible only to the submitting organisation",
+    "affinity_domain_oid": "assigning authority of the affinity domain's patient ids; set, registry submissions "
+                           "and queries must name a known patient (a linked domain id or one with entries), else "
+                           "XDSUnknownPatientId; empty: every patient id is accepted",
     "log_level": "logging level name",
 }
 
@@ -95,6 +99,7 @@ class Settings:
     share_max_seconds: int = 30 * 24 * 60 * 60
     share_passcode_attempts: int = 5
     share_visit_seconds: int = 12 * 60 * 60
+    peer_timeout_seconds: int = 10
     max_query_results: int = 1000
     token_lifetime: int = 300
     server_cert: Path = Path("pki/server.crt")
@@ -104,6 +109,7 @@ class Settings:
     ca_key: Path = Path("pki/ca.key")
     signing_key: Path = Path("pki/token-signing.key")
     restricted_confidentiality_codes: tuple[str, ...] = ("R", "V")
+    affinity_domain_oid: str = ""
     log_level: str = "INFO"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -174,7 +180,20 @@ def render_toml(settings: Settings) -> str:
             lines.append(f"# {f.name} = {_toml_value(value)}")
             continue
         lines.append(f"{f.name} = {_toml_value(value)}")
+    lines += REPOSITORIES_TOML
     return "\n".join(lines) + "\n"
+
+
+# The other repositories of the affinity domain (repository.forwarding.repository_routes reads and checks them).
+REPOSITORIES_TOML = [
+    "",
+    "# Other repositories of the affinity domain: ITI-43 and RAD-69 naming their repositoryUniqueId are",
+    "# forwarded there over mutual TLS + OAuth. bundle: what `xdshub org add` wrote at that hub for this one",
+    "# (relative to the data dir); url: default the bundle's base_url; timeout: seconds, default 30.",
+    '# [repositories."1.3.6.1.4.1.21367.2026.2.1"]',
+    '# url = "https://repo-b.example:8443"',
+    '# bundle = "peers/repo-b"',
+]
 
 
 def _toml_value(value: Any) -> str:

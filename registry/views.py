@@ -13,7 +13,9 @@ from hub.audit import events
 from hub.audit.context import AuditDetails, current_details
 from hub.audit.events import Party
 from hub.audit.message import AuditEvent, Outcome
-from hub.errors import XdsError
+from hub.errors import UnknownPatientId, XdsError
+from hub.federation import peers as federation
+from hub.federation.initiating import ask_peers, merge_answers, outgoing_query, record_peer_queries
 from hub.security.identity import Caller
 from hub.soap.endpoint import SoapOperation, handle_soap
 from hub.soap.envelope import SoapRequest
@@ -24,7 +26,7 @@ from registry.ebrim import (
     render_registry_response,
 )
 from registry.model import StoredQuery, SubmitObjectsRequest
-from registry.transactions.iti18_query import run_stored_query
+from registry.transactions.iti18_query import QueryResult, run_stored_query
 from registry.transactions.iti42_register import register_document_set
 from registry.vocabulary import (
     ACTION_REGISTER,
@@ -51,11 +53,26 @@ def _query(caller: Caller, session: Session, soap: SoapRequest) -> etree._Elemen
     query = parse_adhoc_query_request(soap.body)
     details.query_id, details.home_community_id = query.query_id, query.home
     details.patient_id = _queried_patient(query)
-    result = run_stored_query(session, query, caller, get_settings())
-    session.commit()  # read-only: end the transaction (and SQLite's gate) before rendering
+    settings = get_settings()
+    peers = federation.peers_to_ask(session, settings, query.home)
+    result = QueryResult(query.return_type)
+    if not (peers and query.home):      # a query naming one other community goes there only
+        try:
+            result = run_stored_query(session, query, caller, settings)
+        except UnknownPatientId:
+            if not peers:
+                raise                    # unknown here, but the peers may know the patient
+    outgoing = outgoing_query(session, query, caller.organisation_id) if peers else None
+    session.commit()  # read-only: end the transaction (and SQLite's gate) before rendering and asking peers
     if result.return_type == ReturnType.OBJECT_REF.value:
-        return render_adhoc_query_response(ResponseStatus.SUCCESS, None, result.refs, [])
-    return render_adhoc_query_response(ResponseStatus.SUCCESS, result.objects, None, [])
+        response = render_adhoc_query_response(ResponseStatus.SUCCESS, None, result.refs, [])
+    else:
+        response = render_adhoc_query_response(ResponseStatus.SUCCESS, result.objects, None, [])
+    if outgoing is not None:   # the initiating gateway (XCA): the peers asked too
+        answers = ask_peers(peers, outgoing, settings.peer_timeout_seconds)
+        record_peer_queries(session, answers, query.query_id, details.query_xml or b"", details.patient_id)
+        response = merge_answers(response, settings.home_community_id, answers)
+    return response
 
 
 def describe_submission(submission: SubmitObjectsRequest) -> None:

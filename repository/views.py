@@ -2,7 +2,9 @@
 
 POST /xds/repository: ITI-41 / RAD-68 Provide and Register, ITI-43 Retrieve Document Set.
 POST /xds/imaging:    RAD-69 Retrieve Imaging Document Set.
-Retrieve answers stream each document from the blob store as an MTOM part.
+Retrieve answers stream each document from the blob store as an MTOM part;
+documents of another repository of the affinity domain (`[repositories]` in
+hub.toml) are fetched from there (`repository.forwarding`) and streamed on.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from registry.ebrim import render_registry_response
 from registry.views import describe_submission
 from registry.vocabulary import ResponseStatus
 from repository.blobstore import BlobStore, open_blob_store
+from repository.forwarding import Forwarder, community_routes
 from repository.imaging_entries import is_manifest_entry
 from repository.model import RetrieveResult
 from repository.registration import Registry, registry_for
@@ -55,6 +58,7 @@ from repository.xdsb import (
 blueprint = Blueprint("repository", __name__)
 STORE_KEY = "xdshub.blobstore"
 REGISTRY_KEY = "xdshub.registry"
+FORWARDER_KEY = "xdshub.forwarder"
 
 
 def blob_store() -> BlobStore:
@@ -63,6 +67,11 @@ def blob_store() -> BlobStore:
 
 def registry() -> Registry:
     return current_app.extensions[REGISTRY_KEY]  # type: ignore[no-any-return]
+
+
+def forwarder() -> Forwarder:
+    """Where ITI-43 / RAD-69 for the other repositories of the affinity domain go."""
+    return current_app.extensions[FORWARDER_KEY]  # type: ignore[no-any-return]
 
 
 def _provide(caller: Caller, session: Session, soap: SoapRequest) -> etree._Element:
@@ -118,14 +127,22 @@ def _reply(result: RetrieveResult) -> SoapReply:
     return SoapReply(render_retrieve_response(result, content_ids), parts, on_close=result.release)
 
 
+def _routed(session: Session) -> Forwarder:
+    """The forwarder, also routing to the peer communities (XCA) by HomeCommunityId."""
+    settings = get_settings()
+    return forwarder().with_communities(community_routes(session, settings))
+
+
 def _retrieve(caller: Caller, session: Session, soap: SoapRequest) -> SoapReply:
-    result = retrieve_documents(session, blob_store(), parse_retrieve_request(soap.body), caller, get_settings())
+    result = retrieve_documents(session, blob_store(), parse_retrieve_request(soap.body), caller, get_settings(),
+                                _routed(session))
     _describe_retrieve(result)
     return _reply(result)
 
 
 def _retrieve_imaging(caller: Caller, session: Session, soap: SoapRequest) -> SoapReply:
-    result = retrieve_imaging(session, blob_store(), parse_imaging_request(soap.body), caller, get_settings())
+    result = retrieve_imaging(session, blob_store(), parse_imaging_request(soap.body), caller, get_settings(),
+                              _routed(session))
     _describe_retrieve(result)
     return _reply(result)
 
@@ -165,4 +182,5 @@ def init_app(app: Flask) -> None:
     (settings.data_dir / "spool").mkdir(parents=True, exist_ok=True)   # MTOM attachments, transcoded copies
     app.extensions[STORE_KEY] = open_blob_store(settings.storage_url)
     app.extensions[REGISTRY_KEY] = registry_for(settings)
+    app.extensions[FORWARDER_KEY] = Forwarder.from_settings(settings)   # RouteError on a malformed [repositories]
     app.register_blueprint(blueprint)

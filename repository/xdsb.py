@@ -23,7 +23,7 @@ from hub.errors import RegistryMetadataError, RepositoryMetadataError, XdsError
 from registry.ebrim import parse_submit_objects_request, render_registry_response, render_submit_objects_request
 from registry.ebrim.names import REGISTRY_ERROR, REGISTRY_RESPONSE
 from registry.model import SubmitObjectsRequest
-from registry.vocabulary import NS_XDSB, ResponseStatus
+from registry.vocabulary import NS_XDSB, ErrorCode, ResponseStatus, Severity
 from repository.model import (
     DocumentContent,
     DocumentRequest,
@@ -233,6 +233,22 @@ class RetrieveAnswer:
     status: str
     documents: list[DocumentResponse]
     error_codes: list[str]
+    errors: tuple[XdsError, ...] = ()     # the RegistryErrors, as errors to pass on (retrieve forwarding)
+
+
+def _registry_error(element: etree._Element) -> XdsError:
+    """An rs:RegistryError as an XdsError; a code this hub does not know becomes XDSRepositoryError naming it."""
+    text = element.get("errorCode", "")
+    message = element.get("codeContext") or " ".join((element.text or "").split()) or text
+    try:
+        code = ErrorCode(text)
+    except ValueError:
+        code, message = ErrorCode.REPOSITORY_ERROR, f"{text[:80]}: {message}"
+    try:
+        severity = Severity(element.get("severity", ""))
+    except ValueError:
+        severity = Severity.ERROR
+    return XdsError(message, element.get("location", ""), code, severity)
 
 
 def parse_retrieve_response(element: etree._Element) -> RetrieveAnswer:
@@ -249,4 +265,5 @@ def parse_retrieve_response(element: etree._Element) -> RetrieveAnswer:
             _text(el, xdsb("RepositoryUniqueId")), _text(el, xdsb("DocumentUniqueId")), _text(el, xdsb("mimeType")),
             content_id_of(include.get("href") or "") if include is not None else None, inline,
             _text(el, xdsb("HomeCommunityId")) or None))
-    return RetrieveAnswer(ResponseStatus(status).value if status else "", documents, codes)
+    return RetrieveAnswer(ResponseStatus(status).value if status else "", documents, codes,
+                          tuple(_registry_error(e) for e in element.iter(REGISTRY_ERROR)))

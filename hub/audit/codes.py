@@ -35,12 +35,16 @@ QUERY = CodedValue("110112", DCM, "Query")
 SECURITY_ALERT = CodedValue("110113", DCM, "Security Alert")
 USER_AUTHENTICATION = CodedValue("110114", DCM, "User Authentication")
 AUDIT_LOG_USED = CodedValue("110101", DCM, "Audit Log Used")
+# A patient's local id linked to its affinity domain id (the event ITI-8/ITI-44 Patient Identity Feed records).
+PATIENT_RECORD = CodedValue("110110", DCM, "Patient Record")
 # DICOM instances read or sent outside a document export (PS3.15 A.5.3 messages of those names): a viewer, DICOMweb.
 INSTANCES_ACCESSED = CodedValue("110103", DCM, "DICOM Instances Accessed")
 INSTANCES_TRANSFERRED = CodedValue("110104", DCM, "DICOM Instances Transferred")
 # Security Alert types (PS3.16 CID 403) of administrative changes
 USER_SECURITY_ATTRIBUTES_CHANGED = CodedValue("110137", DCM, "User Security Attributes Changed")
 SECURITY_ROLES_CHANGED = CodedValue("110136", DCM, "Security Roles Changed")
+# A peer (another community) added or removed: whom the hub sends queries to and trusts answers from.
+NETWORK_CONFIGURATION = CodedValue("110128", DCM, "Network Configuration")
 # A share link made or withdrawn changes who may see a study.
 OBJECT_SECURITY_ATTRIBUTES_CHANGED = CodedValue("110135", DCM, "Object Security Attributes Changed")
 
@@ -80,6 +84,10 @@ TRANSACTIONS: dict[str, CodedValue] = {
         CodedValue("ITI-43", IHE_TRANSACTIONS, "Retrieve Document Set"),
         CodedValue("RAD-68", IHE_TRANSACTIONS, "Provide and Register Imaging Document Set - MTOM/XOP"),
         CodedValue("RAD-69", IHE_TRANSACTIONS, "Retrieve Imaging Document Set"),
+        # XCA / XCA-I responding gateway (ITI TF-2b 3.38.5, 3.39.5; RAD TF-3 4.75)
+        CodedValue("ITI-38", IHE_TRANSACTIONS, "Cross Gateway Query"),
+        CodedValue("ITI-39", IHE_TRANSACTIONS, "Cross Gateway Retrieve"),
+        CodedValue("RAD-75", IHE_TRANSACTIONS, "Cross Gateway Retrieve Imaging Document Set"),
         # DICOMweb (PS3.18), IHE RAD TF-2: WADO-RS Retrieve, Store Instances over the Web, QIDO-RS Query
         CodedValue("RAD-107", IHE_TRANSACTIONS, "WADO-RS Retrieve"),
         CodedValue("RAD-108", IHE_TRANSACTIONS, "Store Instances over the Web"),
@@ -138,8 +146,8 @@ class NetworkAccessPointType(IntEnum):
 EVENT_TYPE_CHOICES: tuple[tuple[str, str], ...] = tuple(
     (code.code, f"{code.code} {code.display}") for code in (
         *TRANSACTIONS.values(), LOGIN, LOGOUT, NODE_AUTHENTICATION, USE_OF_RESTRICTED_FUNCTION,
-        SECURITY_ROLES_CHANGED, USER_SECURITY_ATTRIBUTES_CHANGED, OBJECT_SECURITY_ATTRIBUTES_CHANGED, AUDIT_LOG_USED,
-        IMPORT))
+        SECURITY_ROLES_CHANGED, USER_SECURITY_ATTRIBUTES_CHANGED, OBJECT_SECURITY_ATTRIBUTES_CHANGED,
+        NETWORK_CONFIGURATION, AUDIT_LOG_USED, IMPORT))
 _NAMES = {value.code: value.display for value in list(globals().values())
           if isinstance(value, CodedValue) and value.system == DCM}
 _NAMES.update({code: value.display for code, value in TRANSACTIONS.items()})

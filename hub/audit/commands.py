@@ -52,9 +52,25 @@ def account_changed(session: Session, settings: Settings, account: str, role: st
         account=account, role=role, change=change), settings)
 
 
+def peer_changed(session: Session, settings: Settings, name: str, community: str, base_url: str,
+                 change: str) -> None:
+    """`xdshub peer add|remove`: another community federated with, or no longer."""
+    record(session, events.peer_changed(
+        hub=_hub(settings, "peer"), time=datetime.now(UTC), source_id=settings.base_url, name=name,
+        community=community, base_url=base_url, change=change), settings)
+
+
 def application_entity_changed(session: Session, settings: Settings, ae_title: str, organisation_oid: str,
                                host: str | None, change: str) -> None:
     """`xdshub ae add|remove`: a calling AE title registered to an organisation, or removed."""
     record(session, events.application_entity_changed(
         hub=_hub(settings, "ae"), time=datetime.now(UTC), source_id=settings.base_url, ae_title=ae_title,
         organisation_oid=organisation_oid, host=host, change=change), settings)
+
+
+def patient_linked(session: Session, settings: Settings, organisation_oid: str, local_id: str, domain_id: str,
+                   rehomed: int) -> None:
+    """`xdshub patient link`: an organisation's local patient id linked to its affinity domain id."""
+    record(session, events.patient_linked(
+        by=events.operator(), hub=_hub(settings, "patient"), time=datetime.now(UTC), source_id=settings.base_url,
+        organisation_oid=organisation_oid, local_id=local_id, domain_id=domain_id, rehomed=rehomed), settings)

@@ -9,6 +9,7 @@ Every builder takes plain values (no Flask, no lxml) and returns an
     provide           ITI-41 / RAD-68, Document Repository      110107 Import      C       patient?, submission set?
     retrieve          ITI-43, Document Repository               110106 Export      R       patient?, document*
     retrieve_imaging  RAD-69, Imaging Document Source           110106 Export      R       patient?, study*
+    (the same three)  ITI-38, ITI-39, RAD-75, Responding Gateway  as stored_query, retrieve, retrieve_imaging
     token_issued      token endpoint (OAuth 2.0 client creds.)  110114 User Auth.  E       client
     security_alert    a call refused before a transaction ran   110113 Sec. Alert  E       alert subject
 
@@ -88,21 +89,30 @@ def _event(event_id: CodedValue, action: Action, type_code: CodedValue | None, *
                       outcome_description=description)
 
 
+QUERY_TRANSACTIONS = ("ITI-18", "ITI-38")
+RETRIEVE_TRANSACTIONS = ("ITI-43", "ITI-39")
+RETRIEVE_IMAGING_TRANSACTIONS = ("RAD-69", "RAD-75")
+
+
 def stored_query(*, requestor: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str, query_id: str,
                  query_xml: bytes, patient_id: str | None, home_community_id: str | None,
-                 description: str | None = None) -> AuditEvent:
+                 description: str | None = None, transaction: str = "ITI-18") -> AuditEvent:
     """ITI-18 Registry Stored Query, Document Registry audit message (ITI TF-2 3.18, Security Considerations).
 
     The query object: type 2, role 24 (query), ID type the ITI-18 code, ID the
     stored query UUID, ParticipantObjectQuery the AdhocQueryRequest, details
     QueryEncoding and, when the request named one, ihe:homeCommunityID.
+    `transaction` "ITI-38": the Responding Gateway's Cross Gateway Query, audited
+    the same way with its own code (ITI TF-2b 3.38.5.1.2).
     """
+    if transaction not in QUERY_TRANSACTIONS:
+        raise ValueError(f"stored_query audits {' or '.join(QUERY_TRANSACTIONS)}, not {transaction!r}")
     details: tuple[tuple[str, bytes], ...] = ((codes.QUERY_ENCODING, QUERY_ENCODING.encode()),)
     if home_community_id:
         details += ((codes.HOME_COMMUNITY_ID, home_community_id.encode()),)
-    query = ParticipantObject(query_id, ObjectType.SYSTEM_OBJECT, ObjectRole.QUERY, codes.transaction("ITI-18"),
+    query = ParticipantObject(query_id, ObjectType.SYSTEM_OBJECT, ObjectRole.QUERY, codes.transaction(transaction),
                               query=query_xml, details=details)
-    return _event(codes.QUERY, Action.EXECUTE, codes.transaction("ITI-18"), requestor=requestor, hub=hub,
+    return _event(codes.QUERY, Action.EXECUTE, codes.transaction(transaction), requestor=requestor, hub=hub,
                   outcome=outcome, time=time, source_id=source_id, objects=_patient(patient_id) + (query,),
                   description=description)
 
@@ -135,13 +145,17 @@ def provide(*, requestor: Party, hub: Party, outcome: Outcome, time: datetime, s
 
 def retrieve(*, requestor: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str,
              documents: Sequence[tuple[str, str, str | None]], patient_id: str | None,
-             description: str | None = None) -> AuditEvent:
+             description: str | None = None, transaction: str = "ITI-43") -> AuditEvent:
     """ITI-43 Retrieve Document Set, Document Repository audit message (ITI TF-2 3.43, Security Considerations).
 
     `documents` are (document unique id, repository unique id, home community
     id or None); each is an object of type 2, role 3 (report), ID type
     RFC-3881 "9", with the details "Repository Unique Id" and ihe:homeCommunityID.
+    `transaction` "ITI-39": the Responding Gateway's Cross Gateway Retrieve, audited
+    the same way with its own code (ITI TF-2b 3.39.5.1.2).
     """
+    if transaction not in RETRIEVE_TRANSACTIONS:
+        raise ValueError(f"retrieve audits {' or '.join(RETRIEVE_TRANSACTIONS)}, not {transaction!r}")
     objects = _patient(patient_id)
     for document_uid, repository_uid, home_community_id in documents:
         details: tuple[tuple[str, bytes], ...] = ((codes.REPOSITORY_UNIQUE_ID, repository_uid.encode()),)
@@ -149,7 +163,7 @@ def retrieve(*, requestor: Party, hub: Party, outcome: Outcome, time: datetime, 
             details += ((codes.HOME_COMMUNITY_ID, home_community_id.encode()),)
         objects += (ParticipantObject(document_uid, ObjectType.SYSTEM_OBJECT, ObjectRole.REPORT, codes.REPORT_NUMBER,
                                       details=details),)
-    return _event(codes.EXPORT, Action.READ, codes.transaction("ITI-43"), requestor=requestor, hub=hub,
+    return _event(codes.EXPORT, Action.READ, codes.transaction(transaction), requestor=requestor, hub=hub,
                   outcome=outcome, time=time, source_id=source_id, objects=objects, description=description,
                   exporting=True)
 
@@ -163,18 +177,23 @@ def _by_sop_class(instances: Sequence[tuple[str, str]]) -> tuple[tuple[str, tupl
 
 def retrieve_imaging(*, requestor: Party, hub: Party, outcome: Outcome, time: datetime, source_id: str,
                      studies: Sequence[tuple[str, Sequence[tuple[str, str]]]], patient_id: str | None,
-                     description: str | None = None) -> AuditEvent:
+                     description: str | None = None, transaction: str = "RAD-69") -> AuditEvent:
     """RAD-69 Retrieve Imaging Document Set, Imaging Document Source audit message (RAD TF-3 4.69).
 
     `studies` are (Study Instance UID, [(SOP Class UID, SOP Instance UID), ...]);
     each study is an object of type 2, role 3, ID type DCM 110180, whose
     ParticipantObjectDescription lists the instances sent by SOP class.
+    `transaction` "RAD-75": the Responding Imaging Gateway's Cross Gateway Retrieve
+    Imaging Document Set, audited the same way with its own code (RAD TF-3 4.75).
     """
+    if transaction not in RETRIEVE_IMAGING_TRANSACTIONS:
+        raise ValueError(f"retrieve_imaging audits {' or '.join(RETRIEVE_IMAGING_TRANSACTIONS)}, "
+                         f"not {transaction!r}")
     objects = _patient(patient_id) + tuple(
         ParticipantObject(study_uid, ObjectType.SYSTEM_OBJECT, ObjectRole.REPORT, codes.STUDY_INSTANCE_UID,
                           sop_classes=_by_sop_class(instances))
         for study_uid, instances in studies)
-    return _event(codes.EXPORT, Action.READ, codes.transaction("RAD-69"), requestor=requestor, hub=hub,
+    return _event(codes.EXPORT, Action.READ, codes.transaction(transaction), requestor=requestor, hub=hub,
                   outcome=outcome, time=time, source_id=source_id, objects=objects, description=description,
                   exporting=True)
 
@@ -303,6 +322,19 @@ def account_changed(*, by: Party, hub: Party, time: datetime, source_id: str, ac
     return AuditEvent(event_id=codes.SECURITY_ALERT, action=Action.EXECUTE, outcome=Outcome.SUCCESS, time=time,
                       type_codes=(kind,), participants=(_source(by), _destination(hub)), source_id=source_id,
                       objects=(subject,), outcome_description=f"console account {account} {change}")
+
+
+def peer_changed(*, hub: Party, time: datetime, source_id: str, name: str, community: str, base_url: str,
+                 change: str) -> AuditEvent:
+    """`xdshub peer add|remove`: another community federated with, or no longer (Security Alert, type 110128
+    Network Configuration, PS3.16 CID 403). The peer is the object: a system object in the role of security
+    resource, its homeCommunityId as the ID and its URL as a description."""
+    subject = ParticipantObject(community, ObjectType.SYSTEM_OBJECT, ObjectRole.SECURITY_RESOURCE, codes.URI,
+                                name=name, details=((codes.DESCRIPTION, f"{change}; {base_url}".encode()),))
+    return AuditEvent(event_id=codes.SECURITY_ALERT, action=Action.EXECUTE, outcome=Outcome.SUCCESS, time=time,
+                      type_codes=(codes.NETWORK_CONFIGURATION,),
+                      participants=(_source(operator()), _destination(hub)), source_id=source_id,
+                      objects=(subject,), outcome_description=f"peer {name} ({community}) {change}")
 
 
 # -- DIMSE (repository.dimse) ---------------------------------------------------------------------------------
@@ -442,3 +474,22 @@ def share_exported(*, viewer: Party, hub: Party, outcome: Outcome, time: datetim
     return _event(codes.EXPORT, Action.READ, None, requestor=viewer, hub=hub, outcome=outcome, time=time,
                   source_id=source_id, objects=_patient(patient_id) + (study,), description=description,
                   exporting=True)
+
+
+# -- patient identity (hub.federation.patients) ---------------------------------------------------------------
+
+def patient_linked(*, by: Party, hub: Party, time: datetime, source_id: str, organisation_oid: str, local_id: str,
+                   domain_id: str, rehomed: int = 0) -> AuditEvent:
+    """A local patient id linked to its affinity domain id (`POST /api/patients`, `xdshub patient link`):
+    Patient Record 110110 (PS3.16 CID 400), Create, as ITI TF-2a 3.8.5.1 audits a Patient Identity Feed.
+    Both ids are patient objects (type 1, role 1, ID type RFC-3881 "2"), the domain id first, so a search of
+    the trail by either finds the link; each says what it is as a description."""
+    domain = ParticipantObject(domain_id, ObjectType.PERSON, ObjectRole.PATIENT, codes.PATIENT_NUMBER,
+                               details=((codes.DESCRIPTION, b"affinity domain id"),))
+    moved = f"; {rehomed} registry entries moved to the domain id" if rehomed else ""
+    local = ParticipantObject(local_id, ObjectType.PERSON, ObjectRole.PATIENT, codes.PATIENT_NUMBER,
+                              details=((codes.DESCRIPTION, f"local id at organisation {organisation_oid}".encode()),))
+    return AuditEvent(event_id=codes.PATIENT_RECORD, action=Action.CREATE, outcome=Outcome.SUCCESS, time=time,
+                      type_codes=(codes.PATIENT_RECORD,), participants=(_source(by), _destination(hub)),
+                      source_id=source_id, objects=(domain, local),
+                      outcome_description=f"local id {local_id} at {organisation_oid} linked to {domain_id}{moved}")

@@ -104,8 +104,11 @@ def _common(obj: RegistryObject) -> dict[str, str | None]:
             "status": obj.status}
 
 
-def _append_object(parent: etree._Element | None, obj: AnyObject, version_info: bool) -> etree._Element:
+def _append_object(parent: etree._Element | None, obj: AnyObject, version_info: bool,
+                   home: str | None = None) -> etree._Element:
     attrs = _common(obj)
+    if home:
+        attrs["home"] = home
     if isinstance(obj, ExtrinsicObject):
         tag = n.EXTRINSIC_OBJECT
         attrs["mimeType"] = obj.mime_type or None
@@ -155,19 +158,22 @@ def render_registry_response(status: ResponseStatus, errors: list[XdsError]) -> 
 
 
 def render_adhoc_query_response(status: ResponseStatus, objects: list[AnyObject] | None,
-                                refs: list[str] | None, errors: list[XdsError]) -> etree._Element:
+                                refs: list[str] | None, errors: list[XdsError], *,
+                                home: str | None = None) -> etree._Element:
     """query:AdhocQueryResponse: LeafClass objects or ObjectRefs (ITI TF-2a 3.18.4.1.3).
 
     The RegistryObjectList is always present (query.xsd), empty on failure.
+    `home`, a responding gateway's homeCommunityId, is set on every object and
+    ObjectRef returned (ITI TF-2b 3.38.4.1.3).
     """
     root = _root(n.ADHOC_QUERY_RESPONSE)
     root.set("status", ResponseStatus(status).value)
     _error_list(root, errors)
     object_list = _sub(root, n.REGISTRY_OBJECT_LIST)
     for obj in objects or []:
-        _append_object(object_list, obj, True)
+        _append_object(object_list, obj, True, home)
     for ref in refs or []:
-        _sub(object_list, n.OBJECT_REF, {"id": ref})
+        _sub(object_list, n.OBJECT_REF, {"id": ref, "home": home})
     return root
 
 

@@ -11,6 +11,7 @@ Slots of one name are an AND; only the parameters declared `and_slots`
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -145,6 +146,11 @@ class Parameters:
 
     def has(self, name: str) -> bool:
         return any(self._slots.get(name, []))
+
+    def map_values(self, name: str, convert: Callable[[str], str]) -> None:
+        """Replace each value of parameter `name` by `convert(value)` (e.g. a local patient id by the domain's)."""
+        if name in self._slots:
+            self._slots[name] = [[convert(v) for v in slot] for slot in self._slots[name]]
 
     def values(self, name: str) -> list[str]:
         return [v for slot in self._slots.get(name, []) for v in slot]

@@ -10,16 +10,18 @@ loaded only for the objects returned). More matches than
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.errors import RegistryMetadataError, UnknownStoredQuery
+from hub.federation.patients import resolve as resolve_patient
 from hub.security.identity import Caller
 from hub.settings import Settings
 from registry.model import AnyObject, StoredQuery
 from registry.queries import Visibility, handler_for
-from registry.queries.params import Parameters
+from registry.queries.params import Kind, Parameters
 from registry.store import OBJECT_COLUMNS, object_from_columns
 from registry.tables import RegistryObjectRow
 from registry.vocabulary import ReturnType
@@ -45,6 +47,10 @@ def run_stored_query(session: Session, query: StoredQuery, caller: Caller, setti
         raise RegistryMetadataError(f"returnType {query.return_type!r} is neither ObjectRef nor LeafClass",
                                     "ResponseOption")
     params = Parameters(handler.parameters, query.parameters)
+    for param in handler.parameters:   # local patient ids to the affinity domain's; unknown: XDSUnknownPatientId
+        if param.kind is Kind.PATIENT_ID:
+            params.map_values(param.name, partial(resolve_patient, session, caller.organisation_id,
+                                                  settings=settings, location=param.name))
     ids = handler.run(session, params, Visibility(caller.organisation_id), settings.max_query_results)
     if query.return_type == ReturnType.OBJECT_REF.value:
         return QueryResult(query.return_type, refs=ids)

@@ -49,6 +49,7 @@ from hub.errors import (
     XdsError,
     XdsErrorList,
 )
+from hub.federation.patients import translate_submission
 from hub.security.identity import Caller
 from hub.settings import Settings
 from registry.builders import new_id
@@ -87,6 +88,8 @@ def register_document_set(session: Session, request: SubmitObjectsRequest, calle
     submission = _working_copy(request)
     stamp = now.strftime("%Y%m%d%H%M%S")
     _stamp_new_objects(submission, stamp)
+    # Local patient ids to the affinity domain's; an unknown patient is XDSUnknownPatientId.
+    translate_submission(session, submission, caller.organisation_id, settings)
     try:
         with session.begin_nested():
             _Registration(session, submission, caller, settings, now, stamp).run()

@@ -8,11 +8,17 @@ rule applies: a restricted document is answered only to the organisation
 that submitted it, and to others exactly like a missing one, so its
 existence does not leak. Bytes are not read here: each document is opened
 from the blob store when the response streams it.
+
+A repositoryUniqueId that hub.toml maps to another repository of the
+affinity domain is not answered here but forwarded there
+(`repository.forwarding`); the answers are merged into one response, in the
+order of the requests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 
 from sqlalchemy import select
@@ -21,13 +27,47 @@ from sqlalchemy.orm import Session
 from hub.errors import MissingDocument, RepositoryError, UnknownRepositoryId
 from hub.security.identity import Caller
 from hub.settings import Settings
+from registry.tables import RegistryObjectRow
+from registry.vocabulary import ObjectKind
 from repository.blobstore import BlobStore
+from repository.forwarding import Forwarder, merge_results
 from repository.model import DocumentRequest, RetrievedDocument, RetrieveResult
 from repository.tables import StoredDocument
+from repository.visibility import batches
 
 
 def retrieve_documents(session: Session, store: BlobStore, requests: Sequence[DocumentRequest], caller: Caller,
-                       settings: Settings) -> RetrieveResult:
+                       settings: Settings, forwarder: Forwarder | None = None) -> RetrieveResult:
+    """Answer each DocumentRequest: here, from the repository `forwarder` maps it to, else with an error."""
+    if forwarder is None or not any(forwarder.handles(r) for r in requests):
+        return _retrieve_here(session, store, requests, caller, settings)
+    # Forwarded first, so that no database transaction is held open while the far hub answers.
+    forwarded = forwarder.retrieve([r for r in requests if forwarder.handles(r)])
+    try:
+        forwarded = _with_patients(session, forwarded)
+        result = _retrieve_here(session, store, [r for r in requests if not forwarder.handles(r)],
+                                caller, settings)
+    except BaseException:
+        forwarded.release()
+        raise
+    return merge_results(requests, result, forwarded)
+
+
+def _with_patients(session: Session, result: RetrieveResult) -> RetrieveResult:
+    """Forwarded documents with the patient the local registry (when it is this hub) has for them: the audit
+    record names the patient even though the bytes came from elsewhere."""
+    patients: dict[str | None, str | None] = {}
+    for batch in batches(sorted({d.document_unique_id for d in result.documents})):
+        patients.update(session.execute(
+            select(RegistryObjectRow.unique_id, RegistryObjectRow.patient_id)
+            .where(RegistryObjectRow.kind == ObjectKind.DOCUMENT_ENTRY.value, RegistryObjectRow.unique_id.in_(batch))
+        ).all())
+    result.documents = [replace(d, patient_id=patients.get(d.document_unique_id) or None) for d in result.documents]
+    return result
+
+
+def _retrieve_here(session: Session, store: BlobStore, requests: Sequence[DocumentRequest], caller: Caller,
+                   settings: Settings) -> RetrieveResult:
     result = RetrieveResult()
     wanted = {r.document_unique_id for r in requests if r.repository_unique_id == settings.repository_unique_id}
     rows = {row.unique_id: row for row in session.scalars(

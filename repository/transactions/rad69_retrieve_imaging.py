@@ -16,6 +16,10 @@ answered on its own:
 Who may see an instance: the organisation that stored it, and anyone who may
 see a manifest referencing it (`repository.visibility`, the rule QIDO-RS and
 WADO-RS apply too).
+
+Instances whose RepositoryUniqueId hub.toml maps to another imaging document
+source of the affinity domain are forwarded there, in the same studies and
+series (`repository.forwarding`); its answers join the local ones.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from hub.errors import MissingDocument, RepositoryError, UnknownRepositoryId, Xd
 from hub.security.identity import Caller
 from hub.settings import Settings
 from repository.blobstore import BlobStore, open_seekable
+from repository.forwarding import Forwarder, merge_results
 from repository.model import DocumentRequest, ImagingRequest, RetrievedDocument, RetrieveResult
 from repository.tables import DicomInstance, ManifestReference
 from repository.transcode import TranscodeUnavailable, choose_transfer_syntax, transcode
@@ -134,5 +139,18 @@ def _rewound(stream: BinaryIO) -> BinaryIO:
 
 
 def retrieve_imaging(session: Session, store: BlobStore, request: ImagingRequest, caller: Caller,
-                     settings: Settings) -> RetrieveResult:
-    return RetrieveImaging(session, store, caller, settings).run(request)
+                     settings: Settings, forwarder: Forwarder | None = None) -> RetrieveResult:
+    """Answer each instance: here, from the source `forwarder` maps its RepositoryUniqueId to, else an error."""
+    if forwarder is None:
+        return RetrieveImaging(session, store, caller, settings).run(request)
+    here, elsewhere = forwarder.split_imaging(request)
+    # Forwarded first, so that no database transaction is held open while the far hub answers.
+    forwarded = forwarder.retrieve_imaging(elsewhere) if elsewhere is not None else RetrieveResult()
+    try:
+        result = RetrieveImaging(session, store, caller, settings).run(here) if here is not None \
+            else RetrieveResult()
+    except BaseException:
+        forwarded.release()
+        raise
+    return merge_results([d for study in request.studies for series in study.series for d in series.documents],
+                         result, forwarded)
