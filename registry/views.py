@@ -52,7 +52,7 @@ def _query(caller: Caller, session: Session, soap: SoapRequest) -> etree._Elemen
     details.query_xml = etree.tostring(soap.body)
     query = parse_adhoc_query_request(soap.body)
     details.query_id, details.home_community_id = query.query_id, query.home
-    details.patient_id = _queried_patient(query)
+    details.patient_id = queried_patient(query)
     settings = get_settings()
     peers = federation.peers_to_ask(session, settings, query.home)
     result = QueryResult(query.return_type)
@@ -84,7 +84,7 @@ def describe_submission(submission: SubmitObjectsRequest) -> None:
         details.patient_id = submission.document_entries[0].patient_id
 
 
-def _queried_patient(query: StoredQuery) -> str | None:
+def queried_patient(query: StoredQuery) -> str | None:
     for name in ("$XDSDocumentEntryPatientId", "$XDSSubmissionSetPatientId", "$XDSFolderPatientId", "$patientId"):
         for values in query.parameters.get(name, []):
             for value in values:

@@ -104,7 +104,7 @@ def _imaging_audit(details: AuditDetails, requestor: Party, hub: Party, outcome:
                                    studies=details.studies, patient_id=details.patient_id, description=description)
 
 
-def _describe_retrieve(result: RetrieveResult) -> None:
+def describe_retrieve(result: RetrieveResult) -> None:
     """What the audit record of a retrieve names: the documents answered, or for RAD-69 the studies."""
     details = current_details()
     details.documents = [(d.document_unique_id, d.repository_unique_id, d.home_community_id)
@@ -120,7 +120,7 @@ def _describe_retrieve(result: RetrieveResult) -> None:
         details.outcome = int(Outcome.MINOR_FAILURE)
 
 
-def _reply(result: RetrieveResult) -> SoapReply:
+def retrieve_reply(result: RetrieveResult) -> SoapReply:
     content_ids = [f"document{i}.{uuid.uuid4().hex}@xdshub" for i in range(len(result.documents))]
     parts = [OutgoingPart(cid, doc.mime_type, doc.size, doc.open)
              for cid, doc in zip(content_ids, result.documents, strict=True)]
@@ -136,15 +136,15 @@ def _routed(session: Session) -> Forwarder:
 def _retrieve(caller: Caller, session: Session, soap: SoapRequest) -> SoapReply:
     result = retrieve_documents(session, blob_store(), parse_retrieve_request(soap.body), caller, get_settings(),
                                 _routed(session))
-    _describe_retrieve(result)
-    return _reply(result)
+    describe_retrieve(result)
+    return retrieve_reply(result)
 
 
 def _retrieve_imaging(caller: Caller, session: Session, soap: SoapRequest) -> SoapReply:
     result = retrieve_imaging(session, blob_store(), parse_imaging_request(soap.body), caller, get_settings(),
                               _routed(session))
-    _describe_retrieve(result)
-    return _reply(result)
+    describe_retrieve(result)
+    return retrieve_reply(result)
 
 
 def _provide_errors(errors: list[XdsError]) -> etree._Element:

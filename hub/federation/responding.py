@@ -60,12 +60,12 @@ from hub.soap.envelope import SoapRequest
 from hub.soap.http import SoapReply
 from registry.ebrim import parse_adhoc_query_request, render_adhoc_query_response
 from registry.transactions.iti18_query import run_stored_query
-from registry.views import _queried_patient
+from registry.views import queried_patient
 from registry.vocabulary import ResponseStatus, ReturnType
 from repository.model import DocumentRequest, ImagingRequest, RetrieveResult, SeriesRequest, StudyRequest
 from repository.transactions.iti43_retrieve import retrieve_documents
 from repository.transactions.rad69_retrieve_imaging import retrieve_imaging
-from repository.views import _describe_retrieve, _reply, blob_store
+from repository.views import blob_store, describe_retrieve, forwarder, retrieve_reply
 from repository.xdsb import parse_imaging_request, parse_retrieve_request, render_retrieve_failure
 
 blueprint = Blueprint("xca_responding", __name__)
@@ -79,7 +79,7 @@ def _query(caller: Caller, session: Session, soap: SoapRequest) -> etree._Elemen
     details.query_xml = etree.tostring(soap.body)
     query = parse_adhoc_query_request(soap.body)
     details.query_id, details.home_community_id = query.query_id, query.home
-    details.patient_id = _queried_patient(query)
+    details.patient_id = queried_patient(query)
     if query.home and query.home != home:
         raise UnknownCommunity(f"homeCommunityId {query.home} is not this community ({home})", query.home)
     result = run_stored_query(session, query, caller, get_settings())
@@ -132,10 +132,12 @@ def _retrieve(caller: Caller, session: Session, soap: SoapRequest) -> SoapReply:
             ours.append(request)
         else:
             refused.append(error)
-    result = retrieve_documents(session, blob_store(), ours, caller, settings) if ours else RetrieveResult()
+    # the other repositories of this affinity domain are asked too ([repositories]); never other communities
+    result = retrieve_documents(session, blob_store(), ours, caller, settings, forwarder()) if ours \
+        else RetrieveResult()
     result = _answered(result, refused, home)
-    _describe_retrieve(result)
-    return _reply(result)
+    describe_retrieve(result)
+    return retrieve_reply(result)
 
 
 def _local_part(request: ImagingRequest, home: str) -> tuple[ImagingRequest | None, list[XdsError]]:
@@ -164,10 +166,11 @@ def _retrieve_imaging(caller: Caller, session: Session, soap: SoapRequest) -> So
     settings = get_settings()
     home = settings.home_community_id
     local, refused = _local_part(parse_imaging_request(soap.body), home)
-    result = retrieve_imaging(session, blob_store(), local, caller, settings) if local else RetrieveResult()
+    result = retrieve_imaging(session, blob_store(), local, caller, settings, forwarder()) if local \
+        else RetrieveResult()
     result = _answered(result, refused, home)
-    _describe_retrieve(result)
-    return _reply(result)
+    describe_retrieve(result)
+    return retrieve_reply(result)
 
 
 def _retrieve_audit(details: AuditDetails, requestor: Party, hub: Party, outcome: Outcome, time: datetime,
