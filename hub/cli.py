@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import click
 
+from hub.organisations import BUNDLE_FILES
 from hub.settings import DEFAULT_DATA_DIR, Settings, load_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-BUNDLE_FILES = ("client.crt", "client.key", "ca.crt", "client.json")
 
 DATA_DIR = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

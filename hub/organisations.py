@@ -192,6 +192,9 @@ def server_trust_anchor(settings: Settings) -> bytes:
     return anchor
 
 
+BUNDLE_FILES = ("client.crt", "client.key", "ca.crt", "client.json")   # what write_bundle writes
+
+
 def write_bundle(folder: Path | str, settings: Settings, new: NewOrganisation) -> Path:
     """Write client.crt, client.key (0600), ca.crt and client.json into `folder`."""
     folder = Path(folder)

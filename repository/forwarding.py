@@ -64,6 +64,7 @@ from hub.federation.xca import (
     ACTION_CROSS_GATEWAY_RETRIEVE_IMAGING,
 )
 from hub.federation.xca import RETRIEVE_PATH as XCA_RETRIEVE_PATH
+from hub.organisations import BUNDLE_FILES
 from hub.settings import Settings
 from hub.soap.envelope import NS_SOAP12
 from hub.soap.mtom import OutgoingPart
@@ -89,7 +90,6 @@ DEFAULT_TIMEOUT = 30.0                  # seconds: connect, and each wait for th
 RETRIEVE_PATH = "/xds/repository"
 IMAGING_PATH = "/xds/imaging"
 SCOPE = "xds:retrieve"
-BUNDLE_FILES = ("client.crt", "client.key", "ca.crt", "client.json")
 _KEYS = frozenset({"url", "bundle", "timeout"})
 _OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
 _MEDIA_TYPE = re.compile(r"[\x21-\x7e]+/[\x20-\x7e]{1,200}")   # what an MTOM part's Content-Type may carry

@@ -23,12 +23,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.federation.tables import Peer
+from hub.organisations import BUNDLE_FILES
 from hub.settings import Settings
 
 __all__ = ["BUNDLE_FILES", "PeerError", "PeerTarget", "add_peer", "list_peers", "peers_to_ask",
            "remove_peer"]
 
-BUNDLE_FILES = ("client.crt", "client.key", "ca.crt", "client.json")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 COMMUNITY = re.compile(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+")
 
