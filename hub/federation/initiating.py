@@ -14,7 +14,9 @@ and a token from the peer's token endpoint.
 
 from __future__ import annotations
 
+import copy
 import logging
+import queue
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -71,18 +73,31 @@ def _unreachable(peer: PeerTarget, reason: str) -> PeerAnswer:
     return PeerAnswer(peer, None, reason)
 
 
+# Idle clients per peer (a kept TLS connection and a cached token each), one request at a time each.
+_IDLE: dict[PeerTarget, queue.SimpleQueue[HubClient]] = {}
+
+
 def _ask(peer: PeerTarget, request: etree._Element, timeout: float) -> PeerAnswer:
+    idle = _IDLE.setdefault(peer, queue.SimpleQueue())
     try:
-        with HubClient(peer.bundle, base_url=peer.base_url, timeout=timeout) as client:
-            answer = client.soap(QUERY_PATH, ACTION_CROSS_GATEWAY_QUERY, request, scope="xds:query")
-            body = answer.body
+        client = idle.get_nowait()
+    except queue.Empty:
+        client = HubClient(peer.bundle, base_url=peer.base_url, timeout=timeout)
+    client.timeout = timeout
+    try:
+        answer = client.soap(QUERY_PATH, ACTION_CROSS_GATEWAY_QUERY, request, scope="xds:query")
+        body = answer.body
     except SoapFault as exc:   # what parsing the answer found wrong with it
+        client.close()
         return _unreachable(peer, f"its answer is not a SOAP message: {str(exc)[:300]}")
     except Exception as exc:   # anything else a peer can do wrong: network, TLS, HTTP
+        client.close()
         return _unreachable(peer, f"{type(exc).__name__}: {str(exc)[:300]}")
     if body.tag != n.ADHOC_QUERY_RESPONSE:
-        return PeerAnswer(peer, None, f"answered {etree.QName(body).localname} (HTTP {answer.status}), "
-                                      "not an AdhocQueryResponse")
+        client.close()          # a refused token or a fault: the next query starts afresh
+        return _unreachable(peer, f"answered {etree.QName(body).localname} (HTTP {answer.status}), "
+                                  "not an AdhocQueryResponse")
+    idle.put(client)
     return PeerAnswer(peer, body)
 
 
@@ -94,7 +109,7 @@ def ask_peers(peers: Sequence[PeerTarget], request: etree._Element, timeout: flo
     try:
         # Each HTTP call may take a little longer than the whole fan-out: the deadline below decides, once.
         futures: dict[Future[PeerAnswer], PeerTarget] = {
-            executor.submit(_ask, peer, request, timeout + 1): peer for peer in peers}
+            executor.submit(_ask, peer, copy.deepcopy(request), timeout + 1): peer for peer in peers}
         done, _ = wait(futures, timeout=timeout)
         return [future.result() if future in done else
                 PeerAnswer(peer, None, f"no answer within {timeout:g} s") for future, peer in futures.items()]

@@ -43,18 +43,22 @@ def _answer(object_id: str) -> bytes:
 
 class PeerHandler(BaseHTTPRequestHandler):
     mode = "good"
+    tokens = 0          # token requests served, by all peers
 
     def log_message(self, *args: object) -> None:
         pass
 
     def do_POST(self) -> None:   # noqa: N802 (http.server's name)
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.path == "/oauth/token":
+            PeerHandler.tokens += 1
             self._send(200, "application/json", json.dumps({"access_token": "t", "expires_in": 60}).encode())
         elif self.mode == "hang":
             time.sleep(HANG_SECONDS)
         elif self.mode == "garbage":
             self._send(200, "application/soap+xml", b"<html>this is not SOAP")
+        elif b"AdhocQueryRequest" not in body:      # what a real peer says to an empty query
+            self._send(400, "text/plain", b"no query in the body")
         else:
             self._send(200, "application/soap+xml", _answer(REMOTE_ID))
 
@@ -180,3 +184,28 @@ def test_all_peers_down_and_the_local_query_failed_is_a_failure(peers: dict[str,
     answers = ask_peers([peers["down"]], _request(), TIMEOUT)
     local = render_adhoc_query_response(ResponseStatus.FAILURE, None, None, [])
     assert merge_answers(local, HOME, answers).get("status") == ResponseStatus.FAILURE.value
+
+
+def test_several_peers_each_get_the_whole_query_and_clients_are_reused(pki: Pki,
+                                                                      peers: dict[str, PeerTarget]) -> None:
+    """One request element for many peers: each must still send the whole query (it is copied per peer),
+    and a second fan-out reuses the peers' connections and tokens."""
+    more = []
+    for index in range(3):
+        server, port = _serve(pki, "good", pki.trusted)
+        more.append((server, PeerTarget(f"good-{index}", f"urn:oid:1.3.6.1.4.1.21367.2026.32{index}",
+                                        f"https://127.0.0.1:{port}", _bundle(pki, f"good-{index}", port))))
+    try:
+        targets = [peers["good"], *(target for _, target in more)]
+        request = _request()
+        for _ in range(5):
+            answers = ask_peers(targets, request, TIMEOUT)
+            assert [a.failure for a in answers] == [None] * len(targets)
+            assert request.getparent() is None       # not moved into one peer's envelope under the others
+        tokens = PeerHandler.tokens
+        ask_peers(targets, request, TIMEOUT)
+        assert PeerHandler.tokens == tokens                  # no new token: the clients were kept
+    finally:
+        for server, _ in more:
+            server.shutdown()
+            server.server_close()
