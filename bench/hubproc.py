@@ -49,3 +49,13 @@ class HubProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.log.close()
+
+
+def text_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Rows as aligned text: the first column left-aligned, the others right-aligned under `headers`."""
+    width = max(len(row[0]) for row in rows)
+    sizes = [max(len(h), *(len(r[i + 1]) for r in rows)) for i, h in enumerate(headers)]
+    lines = [f"{'':{width}}  " + "  ".join(f"{h:>{n}}" for h, n in zip(headers, sizes, strict=True))]
+    lines += [f"{row[0]:{width}}  " + "  ".join(f"{v:>{n}}" for v, n in zip(row[1:], sizes, strict=True))
+              for row in rows]
+    return "\n".join(lines)

@@ -53,7 +53,7 @@ from pydicom.uid import generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.hubproc import HubProcess, free_port, xdshub  # noqa: E402
+from bench.hubproc import HubProcess, free_port, text_table, xdshub  # noqa: E402
 from hub.client import HubClient  # noqa: E402
 from tests.factories.dicom import instance_bytes, make_instance  # noqa: E402
 
@@ -238,10 +238,7 @@ def table(result: dict[str, Any]) -> str:
         rows.append((f"  of which {step}, median ms", str(cold[f"{step}_ms_median"]), str(warm[f"{step}_ms_median"])))
     rows += [("frames/s, concurrency 1", str(rate["rendered_frames_per_s_c1"]), str(rate["cached_frames_per_s_c1"])),
              ("frames/s, concurrency 4", str(rate["rendered_frames_per_s_c4"]), str(rate["cached_frames_per_s_c4"]))]
-    width = max(len(r[0]) for r in rows)
-    lines = [f"{'':{width}}  {'cold (rendered)':>18}  {'warm (cached)':>16}"]
-    lines += [f"{name:{width}}  {a:>18}  {b:>16}" for name, a, b in rows]
-    return "\n".join(lines)
+    return text_table(("cold (rendered)", "warm (cached)"), rows)
 
 
 def main() -> None:
