@@ -147,7 +147,7 @@ EVENT_TYPE_CHOICES: tuple[tuple[str, str], ...] = tuple(
     (code.code, f"{code.code} {code.display}") for code in (
         *TRANSACTIONS.values(), LOGIN, LOGOUT, NODE_AUTHENTICATION, USE_OF_RESTRICTED_FUNCTION,
         SECURITY_ROLES_CHANGED, USER_SECURITY_ATTRIBUTES_CHANGED, OBJECT_SECURITY_ATTRIBUTES_CHANGED,
-        NETWORK_CONFIGURATION, AUDIT_LOG_USED, IMPORT))
+        NETWORK_CONFIGURATION, AUDIT_LOG_USED, IMPORT, PATIENT_RECORD))
 _NAMES = {value.code: value.display for value in list(globals().values())
           if isinstance(value, CodedValue) and value.system == DCM}
 _NAMES.update({code: value.display for code, value in TRANSACTIONS.items()})
