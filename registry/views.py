@@ -64,15 +64,19 @@ def _query(caller: Caller, session: Session, soap: SoapRequest) -> etree._Elemen
                 raise                    # unknown here, but the peers may know the patient
     outgoing = outgoing_query(session, query, caller.organisation_id) if peers else None
     session.commit()  # read-only: end the transaction (and SQLite's gate) before rendering and asking peers
-    if result.return_type == ReturnType.OBJECT_REF.value:
-        response = render_adhoc_query_response(ResponseStatus.SUCCESS, None, result.refs, [])
-    else:
-        response = render_adhoc_query_response(ResponseStatus.SUCCESS, result.objects, None, [])
+    response = render_result(result)
     if outgoing is not None:   # the initiating gateway (XCA): the peers asked too
         answers = ask_peers(peers, outgoing, settings.peer_timeout_seconds)
         record_peer_queries(session, answers, query.query_id, details.query_xml or b"", details.patient_id)
         response = merge_answers(response, settings.home_community_id, answers)
     return response
+
+
+def render_result(result: QueryResult, home: str | None = None) -> etree._Element:
+    """A successful AdhocQueryResponse of the result's LeafClass objects or ObjectRefs, `home` on each when set."""
+    if result.return_type == ReturnType.OBJECT_REF.value:
+        return render_adhoc_query_response(ResponseStatus.SUCCESS, None, result.refs, [], home=home)
+    return render_adhoc_query_response(ResponseStatus.SUCCESS, result.objects, None, [], home=home)
 
 
 def describe_submission(submission: SubmitObjectsRequest) -> None:

@@ -81,7 +81,7 @@ from repository.vocabulary import ACTION_RETRIEVE, ACTION_RETRIEVE_IMAGING
 from repository.xdsb import RETRIEVE_RESPONSE, parse_retrieve_response, render_imaging_request, render_retrieve_request
 
 __all__ = ["DEFAULT_TIMEOUT", "Forwarder", "Route", "RouteError", "community_routes", "merge_results",
-           "repository_routes"]
+           "repository_routes", "select_documents"]
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +338,7 @@ class Forwarder:
 
     def split_imaging(self, request: ImagingRequest) -> tuple[ImagingRequest | None, ImagingRequest | None]:
         """The part of a RAD-69 request answered here (any repository not mapped), and the part forwarded."""
-        return (_select(request, lambda d: not self.handles(d)), _select(request, self.handles))
+        return (select_documents(request, lambda d: not self.handles(d)), select_documents(request, self.handles))
 
     def retrieve_imaging(self, request: ImagingRequest) -> RetrieveResult:
         """RAD-69 for the instances of mapped repositories: the same studies and series, one per repository."""
@@ -347,7 +347,7 @@ class Forwarder:
         groups = []
         for key in sorted(routes):
             route = routes[key]
-            mine = _select(request, partial(self._routed_to, key))
+            mine = select_documents(request, partial(self._routed_to, key))
             if mine is None:
                 continue
             studies = {d.document_unique_id: s.study_instance_uid for s in mine.studies for se in s.series
@@ -480,7 +480,7 @@ class _Refused(Exception):
     """The far hub answered, but not with a retrieve response."""
 
 
-def _select(request: ImagingRequest, keep: Callable[[DocumentRequest], bool]) -> ImagingRequest | None:
+def select_documents(request: ImagingRequest, keep: Callable[[DocumentRequest], bool]) -> ImagingRequest | None:
     """The studies and series of `request` holding the documents `keep` accepts; None when none does."""
     studies = []
     for study in request.studies:

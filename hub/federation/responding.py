@@ -60,9 +60,10 @@ from hub.soap.envelope import SoapRequest
 from hub.soap.http import SoapReply
 from registry.ebrim import parse_adhoc_query_request, render_adhoc_query_response
 from registry.transactions.iti18_query import run_stored_query
-from registry.views import queried_patient
-from registry.vocabulary import ResponseStatus, ReturnType
-from repository.model import DocumentRequest, ImagingRequest, RetrieveResult, SeriesRequest, StudyRequest
+from registry.views import queried_patient, render_result
+from registry.vocabulary import ResponseStatus
+from repository.forwarding import select_documents
+from repository.model import DocumentRequest, ImagingRequest, RetrieveResult
 from repository.transactions.iti43_retrieve import retrieve_documents
 from repository.transactions.rad69_retrieve_imaging import retrieve_imaging
 from repository.views import blob_store, describe_retrieve, forwarder, retrieve_reply
@@ -84,9 +85,7 @@ def _query(caller: Caller, session: Session, soap: SoapRequest) -> etree._Elemen
         raise UnknownCommunity(f"homeCommunityId {query.home} is not this community ({home})", query.home)
     result = run_stored_query(session, query, caller, get_settings())
     session.commit()  # read-only: end the transaction (and SQLite's gate) before rendering
-    if result.return_type == ReturnType.OBJECT_REF.value:
-        return render_adhoc_query_response(ResponseStatus.SUCCESS, None, result.refs, [], home=home)
-    return render_adhoc_query_response(ResponseStatus.SUCCESS, result.objects, None, [], home=home)
+    return render_result(result, home)
 
 
 def _query_errors(errors: list[XdsError]) -> etree._Element:
@@ -142,24 +141,9 @@ def _retrieve(caller: Caller, session: Session, soap: SoapRequest) -> SoapReply:
 
 def _local_part(request: ImagingRequest, home: str) -> tuple[ImagingRequest | None, list[XdsError]]:
     """The studies, series and instances of `request` this community answers, and an error for each other one."""
-    refused: list[XdsError] = []
-    studies = []
-    for study in request.studies:
-        series = []
-        for one in study.series:
-            documents = []
-            for document in one.documents:
-                error = _community_error(document, home)
-                if error is None:
-                    documents.append(document)
-                else:
-                    refused.append(error)
-            if documents:
-                series.append(SeriesRequest(one.series_instance_uid, tuple(documents)))
-        if series:
-            studies.append(StudyRequest(study.study_instance_uid, tuple(series)))
-    local = ImagingRequest(tuple(studies), request.transfer_syntaxes) if studies else None
-    return local, refused
+    documents = [d for study in request.studies for series in study.series for d in series.documents]
+    refused = [error for d in documents if (error := _community_error(d, home)) is not None]
+    return select_documents(request, lambda d: _community_error(d, home) is None), refused
 
 
 def _retrieve_imaging(caller: Caller, session: Session, soap: SoapRequest) -> SoapReply:
