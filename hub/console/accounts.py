@@ -19,23 +19,19 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.clock import as_utc
 from hub.console.tables import ConsoleUser
+from hub.credentials import MAX_SECRET_LENGTH, hash_secret, secret_needs_rehash, verify_secret
 
 ROLES = ("compliance", "admin", "clinician")
 AUDIT_ROLES = frozenset({"compliance", "admin"})      # may open the compliance console
 MIN_PASSWORD_LENGTH = 12
-MAX_PASSWORD_LENGTH = 1024
+MAX_PASSWORD_LENGTH = MAX_SECRET_LENGTH
 NAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
 
-_hasher = PasswordHasher()
-# Checked against when the name is unknown, so that case costs what a wrong password costs.
-_UNKNOWN_USER_HASH = _hasher.hash("no such console account")
 
 
 class AccountError(ValueError):
@@ -91,7 +87,7 @@ def add_user(session: Session, name: str, role: str, password: str, now: datetim
     name, role, password = check_name(name), check_role(role), check_password(password)
     if find_user(session, name) is not None:
         raise AccountError(f"console account {name!r} exists already")
-    user = ConsoleUser(name=name, role=role, password_hash=_hasher.hash(password), failed_attempts=0,
+    user = ConsoleUser(name=name, role=role, password_hash=hash_secret(password), failed_attempts=0,
                        disabled=False, created_at=now or datetime.now(UTC))
     session.add(user)
     session.flush()
@@ -99,7 +95,7 @@ def add_user(session: Session, name: str, role: str, password: str, now: datetim
 
 
 def set_password(user: ConsoleUser, password: str) -> None:
-    user.password_hash = _hasher.hash(check_password(password))
+    user.password_hash = hash_secret(check_password(password))
     unlock(user)
 
 
@@ -118,7 +114,7 @@ def authenticate(session: Session, name: str, password: str, policy: LockoutPoli
     now = now or datetime.now(UTC)
     user = find_user(session, name, for_update=True) if NAME.fullmatch(normalise_name(name)) else None
     if user is None:
-        _verify(_UNKNOWN_USER_HASH, password)
+        verify_secret(None, password)      # costs what a wrong password costs
         raise LoginRefused(f"unknown console account {normalise_name(name)[:64]!r}")
     if user.disabled:
         raise LoginRefused("account disabled")
@@ -128,7 +124,7 @@ def authenticate(session: Session, name: str, password: str, policy: LockoutPoli
         raise LoginRefused("account locked after repeated failed logins",
                            f"This account is locked after repeated failed logins until {until}. "
                            "Try again then, or ask an administrator to unlock it.")
-    if not _verify(user.password_hash, password):
+    if not verify_secret(user.password_hash, password):
         user.failed_attempts += 1
         if user.failed_attempts >= policy.attempts:
             user.failed_attempts = 0
@@ -138,13 +134,7 @@ def authenticate(session: Session, name: str, password: str, policy: LockoutPoli
         raise LoginRefused(f"wrong password (failure {user.failed_attempts} of {policy.attempts})")
     unlock(user)
     user.last_login_at = now
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+    if secret_needs_rehash(user.password_hash):
+        user.password_hash = hash_secret(password)
     return user
 
-
-def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password[:MAX_PASSWORD_LENGTH])
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False

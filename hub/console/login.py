@@ -17,7 +17,7 @@ from hub.audit.events import Party, console_login
 from hub.audit.message import Outcome
 from hub.audit.web import hub_party, source_id, write_event
 from hub.console.accounts import LoginRefused, authenticate, normalise_name
-from hub.console.sessions import end, new_token, same_token, start
+from hub.console.sessions import end, start
 from hub.console.tables import ConsoleUser
 from hub.console.web import (
     LOGIN_COOKIE,
@@ -29,6 +29,7 @@ from hub.console.web import (
     session_policy,
     signed_in,
 )
+from hub.credentials import new_token, same_token
 from hub.db import get_session
 
 

@@ -13,9 +13,6 @@ the same random value in a cookie and in the form.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -24,8 +21,7 @@ from sqlalchemy.orm import Session
 
 from hub.clock import as_utc
 from hub.console.tables import ConsoleSession, ConsoleUser
-
-TOKEN_BYTES = 32
+from hub.credentials import new_token, token_digest
 
 
 @dataclass(frozen=True)
@@ -40,20 +36,12 @@ class Started:
     row: ConsoleSession
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(TOKEN_BYTES)
-
-
 def start(session: Session, user: ConsoleUser, policy: SessionPolicy, address: str, user_agent: str,
           now: datetime | None = None) -> Started:
     """A new session for `user` (the caller commits). Always a new token: no session fixation."""
     now = now or datetime.now(UTC)
     token = new_token()
-    row = ConsoleSession(token_hash=_digest(token), user_id=user.id, csrf_token=new_token(), created_at=now,
+    row = ConsoleSession(token_hash=token_digest(token), user_id=user.id, csrf_token=new_token(), created_at=now,
                          last_seen_at=now, expires_at=now + timedelta(seconds=policy.lifetime_seconds),
                          client_address=address[:64], user_agent=user_agent[:256])
     session.add(row)
@@ -66,7 +54,7 @@ def find(session: Session, token: str | None, policy: SessionPolicy,
     if not token or len(token) > 128:
         return None
     now = now or datetime.now(UTC)
-    row = session.get(ConsoleSession, _digest(token))
+    row = session.get(ConsoleSession, token_digest(token))
     if row is None:
         return None
     user = session.get(ConsoleUser, row.user_id)
@@ -81,16 +69,9 @@ def find(session: Session, token: str | None, policy: SessionPolicy,
 def end(session: Session, token: str | None) -> None:
     """Forget the session of `token` (logout); nothing when there is none."""
     if token and len(token) <= 128:
-        session.execute(delete(ConsoleSession).where(ConsoleSession.token_hash == _digest(token)))
+        session.execute(delete(ConsoleSession).where(ConsoleSession.token_hash == token_digest(token)))
 
 
 def end_all(session: Session, user: ConsoleUser) -> None:
     """Forget every session of `user` (password changed, account disabled)."""
     session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user.id))
-
-
-def same_token(expected: str | None, presented: str | None) -> bool:
-    """Constant-time comparison of a CSRF token; False when either is missing."""
-    if not expected or not presented:
-        return False
-    return hmac.compare_digest(expected.encode("utf-8", "replace"), presented.encode("utf-8", "replace"))

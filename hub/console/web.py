@@ -19,8 +19,9 @@ from werkzeug.exceptions import HTTPException
 from hub import get_settings
 from hub.audit.events import Party
 from hub.console.accounts import AUDIT_ROLES, LockoutPolicy
-from hub.console.sessions import SessionPolicy, find, same_token
+from hub.console.sessions import SessionPolicy, find
 from hub.console.tables import ConsoleSession, ConsoleUser
+from hub.credentials import same_token
 from hub.db import get_session
 
 blueprint = Blueprint("console", __name__, url_prefix="/audit", template_folder="templates",

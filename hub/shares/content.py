@@ -19,6 +19,7 @@ from hub.clock import as_utc
 from hub.security.identity import Caller
 from hub.shares.tables import ShareLink
 from hub.tables import Organisation
+from repository.dicomweb.wado import STUDY_ORDER
 from repository.tables import DicomInstance
 from repository.visibility import visible_clause
 
@@ -103,7 +104,5 @@ def shared_study(session: Session, link: ShareLink, *, series_uid: str | None = 
         conditions.append(DicomInstance.series_instance_uid == series_uid)
     if sop_instance_uid is not None:
         conditions.append(DicomInstance.sop_instance_uid == sop_instance_uid)
-    rows = session.scalars(select(DicomInstance).where(*conditions).order_by(
-        DicomInstance.series_number, DicomInstance.series_instance_uid, DicomInstance.instance_number,
-        DicomInstance.sop_instance_uid)).all()
+    rows = session.scalars(select(DicomInstance).where(*conditions).order_by(*STUDY_ORDER)).all()
     return SharedStudy(link, list(rows))

@@ -15,30 +15,23 @@ The caller commits what these functions change, with the audit record.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from hub.clock import as_utc
+from hub.credentials import hash_secret, new_token, same_token, token_digest, verify_secret
 from hub.shares.tables import LAUNCH, LINK, ShareLink, ShareVisit
 
 __all__ = ["LinkGone", "LinkPolicy", "NewLink", "ShareRequest", "UnknownLink", "WrongPasscode", "check_passcode",
            "create_link", "find_link", "find_visit", "link_status", "revoke", "start_visit"]
 
-TOKEN_BYTES = 32
 ID_BYTES = 9
 MAX_PASSCODE_LENGTH = 256
-_hasher = PasswordHasher()
-# Checked against when a link has no passcode hash, so every wrong passcode costs the same.
-_NO_PASSCODE = _hasher.hash("no passcode")
 
 ACTIVE, EXPIRED, REVOKED, LOCKED, USED_UP = "active", "expired", "revoked", "locked", "used up"
 GONE_MESSAGES = {
@@ -95,10 +88,6 @@ class NewLink:
     token: str      # given out once, in the URL
 
 
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
-
-
 def _now(now: datetime | None) -> datetime:
     return as_utc(now) if now is not None else datetime.now(UTC)
 
@@ -108,12 +97,12 @@ def create_link(session: Session, organisation_id: int, created_by: str, wanted:
     """A new link; its lifetime is `expires_in` (default `policy.default_seconds`) cut to `policy.max_seconds`."""
     now = _now(now)
     lifetime = min(wanted.expires_in or policy.default_seconds, policy.max_seconds)
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    token = new_token()
     link = ShareLink(
-        id=secrets.token_hex(ID_BYTES), token_hash=digest(token), kind=kind, organisation_id=organisation_id,
+        id=secrets.token_hex(ID_BYTES), token_hash=token_digest(token), kind=kind, organisation_id=organisation_id,
         created_by=created_by[:256], study_instance_uid=wanted.study_uid, series_uids=" ".join(wanted.series_uids),
         recipient=wanted.recipient[:256], show_patient=wanted.show_patient,
-        passcode_hash=_hasher.hash(wanted.passcode) if wanted.passcode else None, failed_attempts=0,
+        passcode_hash=hash_secret(wanted.passcode) if wanted.passcode else None, failed_attempts=0,
         max_uses=wanted.max_uses, uses=0, created_at=now, expires_at=now + timedelta(seconds=lifetime))
     session.add(link)
     session.flush()
@@ -141,10 +130,10 @@ def find_link(session: Session, token: str, *, for_update: bool = False) -> Shar
     """The link of `token`, whatever its status; UnknownLink when there is none."""
     if not _well_formed(token):
         raise UnknownLink("no such link")
-    wanted = digest(token)
+    wanted = token_digest(token)
     query = select(ShareLink).where(ShareLink.token_hash == wanted)
     link = session.scalar(query.with_for_update() if for_update else query)
-    if link is None or not hmac.compare_digest(link.token_hash, wanted):
+    if link is None or not same_token(link.token_hash, wanted):
         raise UnknownLink("no such link")
     return link
 
@@ -159,12 +148,7 @@ def check_passcode(link: ShareLink, passcode: str, policy: LinkPolicy, now: date
     """Nothing when `passcode` is the link's; else WrongPasscode (the link locks after the last attempt)."""
     now = _now(now)
     _refuse_gone(link, now)
-    right: bool
-    try:
-        right = _hasher.verify(link.passcode_hash or _NO_PASSCODE, passcode[:MAX_PASSCODE_LENGTH])
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        right = False
-    if right and link.passcode_hash is not None:
+    if verify_secret(link.passcode_hash, passcode[:MAX_PASSCODE_LENGTH]):
         link.failed_attempts = 0
         return
     link.failed_attempts += 1
@@ -182,8 +166,8 @@ def start_visit(session: Session, link: ShareLink, policy: LinkPolicy, address: 
     link.uses += 1
     link.last_used_at = now
     session.execute(delete(ShareVisit).where(ShareVisit.link_id == link.id, ShareVisit.expires_at <= now))
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    session.add(ShareVisit(token_hash=digest(token), link_id=link.id, created_at=now,
+    token = new_token()
+    session.add(ShareVisit(token_hash=token_digest(token), link_id=link.id, created_at=now,
                            expires_at=min(now + timedelta(seconds=policy.visit_seconds), as_utc(link.expires_at)),
                            client_address=(address or "")[:64], user_agent=(user_agent or "")[:256]))
     session.flush()
@@ -196,8 +180,8 @@ def find_visit(session: Session, link: ShareLink, token: str | None, now: dateti
     if not token or not _well_formed(token):
         return None
     now = _now(now)
-    visit = session.get(ShareVisit, digest(token))
-    if visit is None or visit.link_id != link.id or not hmac.compare_digest(visit.token_hash, digest(token)):
+    visit = session.get(ShareVisit, token_digest(token))
+    if visit is None or visit.link_id != link.id:
         return None
     if as_utc(visit.expires_at) <= now or link.revoked_at is not None or as_utc(link.expires_at) <= now:
         return None

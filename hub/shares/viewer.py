@@ -251,11 +251,6 @@ def _instance(study: SharedStudy, sop_instance_uid: str) -> DicomInstance:
     return row
 
 
-def _held(row: DicomInstance) -> wado.Held:
-    return wado.Held(row.study_instance_uid, row.series_instance_uid, row.sop_instance_uid, row.sop_class_uid,
-                     row.transfer_syntax_uid, row.sha256, row.patient_id, row.number_of_frames, row.size)
-
-
 def _image(data: bytes, media_type: str = "image/jpeg") -> Response:
     response = Response(data, content_type=media_type)
     response.headers.update(SECURITY_HEADERS)
@@ -265,7 +260,7 @@ def _image(data: bytes, media_type: str = "image/jpeg") -> Response:
 
 def _rendered(row: DicomInstance, number: int, options: render.RenderOptions) -> render.Rendered:
     return cached_render(shared_cache(get_settings().data_dir / "cache" / "rendered"), row.sha256, number, options,
-                         lambda: wado.read_full(blob_store(), _held(row)))
+                         lambda: wado.read_full(blob_store(), wado.Held.of(row)))
 
 
 @blueprint.get("/s/<token>/study.json")
@@ -310,7 +305,7 @@ def media(token: str, sop_instance_uid: str) -> Response:
     kind = instance_kind(row)
     if kind not in MEDIA_TYPES:
         abort(404, "this instance is not a document or a video")
-    dataset = wado.read_full(blob_store(), _held(row))
+    dataset = wado.read_full(blob_store(), wado.Held.of(row))
     if kind == PDF:
         data = bytes(dataset.EncapsulatedDocument)
         length = int(dataset.get("EncapsulatedDocumentLength") or len(data))

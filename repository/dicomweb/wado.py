@@ -40,10 +40,13 @@ from repository.tables import DicomInstance
 from repository.transcode import can_transcode, transcode
 from repository.visibility import visible_clause
 
-__all__ = ["Held", "choose_syntax", "find_instances", "frame_numbers", "frames", "open_instance", "read_full",
-           "read_header"]
+__all__ = ["STUDY_ORDER", "Held", "choose_syntax", "find_instances", "frame_numbers", "frames", "open_instance",
+           "read_full", "read_header"]
 
 AS_STORED = "*"
+# A study's instances as viewers show them: series, then instance numbers (UIDs break ties).
+STUDY_ORDER = (DicomInstance.series_number, DicomInstance.series_instance_uid, DicomInstance.instance_number,
+               DicomInstance.sop_instance_uid)
 DEFAULT_SYNTAX = str(ExplicitVRLittleEndian)     # PS3.18 8.7.3.5.2, the default of application/dicom
 
 
@@ -61,6 +64,11 @@ class Held:
     number_of_frames: int | None
     size: int = 0               # bytes of the stored blob
 
+    @classmethod
+    def of(cls, r: DicomInstance) -> Held:
+        return cls(r.study_instance_uid, r.series_instance_uid, r.sop_instance_uid, r.sop_class_uid,
+                   r.transfer_syntax_uid, r.sha256, r.patient_id, r.number_of_frames, r.size)
+
     @property
     def frame_count(self) -> int:
         return self.number_of_frames or 1
@@ -74,15 +82,12 @@ def find_instances(session: Session, caller: Caller, study_uid: str, series_uid:
         conditions.append(DicomInstance.series_instance_uid == series_uid)
     if sop_instance_uid is not None:
         conditions.append(DicomInstance.sop_instance_uid == sop_instance_uid)
-    rows = session.scalars(select(DicomInstance).where(*conditions).order_by(
-        DicomInstance.series_number, DicomInstance.series_instance_uid, DicomInstance.instance_number,
-        DicomInstance.sop_instance_uid)).all()
+    rows = session.scalars(select(DicomInstance).where(*conditions).order_by(*STUDY_ORDER)).all()
     if not rows:
         what = (f"instance {sop_instance_uid}" if sop_instance_uid else
                 f"series {series_uid}" if series_uid else f"study {study_uid}")
         raise NotFound(f"no {what} here (or not one this organisation may see)")
-    return [Held(r.study_instance_uid, r.series_instance_uid, r.sop_instance_uid, r.sop_class_uid,
-                 r.transfer_syntax_uid, r.sha256, r.patient_id, r.number_of_frames, r.size) for r in rows]
+    return [Held.of(r) for r in rows]
 
 
 def choose_syntax(stored: str, wanted: Sequence[str]) -> str | None:

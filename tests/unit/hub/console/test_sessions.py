@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from hub.console.accounts import add_user, find_user
-from hub.console.sessions import SessionPolicy, end, end_all, find, same_token, start
+from hub.console.sessions import SessionPolicy, end, end_all, find, start
 from hub.console.tables import ConsoleSession
+from hub.credentials import same_token
 from hub.db import Database
 
 POLICY = SessionPolicy(idle_seconds=900, lifetime_seconds=3600)
