@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from pydicom.dataset import Dataset
+from sqlalchemy import select
 
+from hub.audit.tables import AuditRecord
 from hub.client import wait_until_healthy
 from hub.db import Database
 from hub.organisations import add_organisation, write_bundle
@@ -134,3 +137,30 @@ def running_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub
     assert hub.log is not None
     with serving(hub.data_dir, hub.settings, hub.log):
         yield hub
+
+
+def audit_records(hub: RunningHub, **filters: str) -> list[AuditRecord]:
+    """The hub's audit records matching `filters`, in chain order."""
+    database = Database(hub.settings.database_url)
+    try:
+        with database.session() as session:
+            rows = list(session.scalars(select(AuditRecord).filter_by(**filters).order_by(AuditRecord.seq)))
+            session.expunge_all()
+    finally:
+        database.dispose()
+    return rows
+
+
+def write_study(folder: Path, datasets: list[Dataset]) -> tuple[dict[str, bytes], dict[str, list[str]]]:
+    """The datasets as files in `folder` (for `xdshub import`): their bytes by SOP Instance UID, and the SOP
+    Instance UIDs of each series."""
+    from tests.factories.dicom import instance_bytes
+
+    instances: dict[str, bytes] = {}
+    series: dict[str, list[str]] = {}
+    for n, dataset in enumerate(datasets):
+        data = instance_bytes(dataset)
+        (folder / f"{n}.dcm").write_bytes(data)
+        instances[str(dataset.SOPInstanceUID)] = data
+        series.setdefault(str(dataset.SeriesInstanceUID), []).append(str(dataset.SOPInstanceUID))
+    return instances, series

@@ -10,9 +10,7 @@ test's temporary folder).
 
 from __future__ import annotations
 
-import base64
 import csv
-import hashlib
 import io
 import os
 from collections.abc import Iterator
@@ -20,33 +18,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from hub.audit import events
 from hub.audit.message import Outcome
 from hub.audit.record import record
 from hub.console.accounts import add_user
 from hub.db import Database
+from tests.functional.browser_support import launch_chromium, sync_api
 from tests.functional.conftest import RunningHub, new_hub, serving
 
 pytestmark = pytest.mark.functional
 
-CHROMIUM = Path(os.environ.get("XDSHUB_CHROMIUM", "/usr/bin/chromium"))
 PASSWORD = "correct horse battery"
 PATIENT = "PAT-7^^^&1.3.6.1.4.1.21367.2026.901&ISO"
 OTHER = "PAT-8^^^&1.3.6.1.4.1.21367.2026.901&ISO"
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-if not CHROMIUM.exists():
-    pytest.skip(f"Chromium is not installed at {CHROMIUM} (Debian package chromium; .ci/run installs it)",
-                allow_module_level=True)
-
-
-def _spki_pin(certificate: Path) -> str:
-    cert = x509.load_pem_x509_certificate(certificate.read_bytes())
-    der = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 def _seed(hub: RunningHub) -> None:
@@ -86,12 +72,8 @@ def artifacts(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def page(console_hub: RunningHub, tmp_path: Path) -> Iterator[object]:
-    pin = _spki_pin(console_hub.settings.path(console_hub.settings.server_cert))
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                  f"--ignore-certificate-errors-spki-list={pin}"])
+        browser = launch_chromium(playwright, console_hub.settings.path(console_hub.settings.server_cert))
         context = browser.new_context(accept_downloads=True, base_url=console_hub.url)
         try:
             yield context.new_page()

@@ -33,9 +33,9 @@ from repository.consumer import Outgoing, provide
 from repository.model import DocumentRequest, ImagingRequest, SeriesRequest, StudyRequest
 from repository.vocabulary import ACTION_RETRIEVE, ACTION_RETRIEVE_IMAGING
 from repository.xdsb import render_imaging_request, render_retrieve_request
-from tests.factories.dicom import instance_bytes, make_study
+from tests.factories.dicom import make_study
 from tests.factories.metadata import PDF_BYTES, entry_for, submission
-from tests.functional.conftest import RunningHub, kill_hard, new_hub, register, serving, xdshub_command
+from tests.functional.conftest import RunningHub, kill_hard, new_hub, register, serving, write_study, xdshub_command
 from tests.functional.test_xca_responding import objects_of, query, status_of
 from tests.schema_validation import assert_valid
 
@@ -92,12 +92,7 @@ def _publish(hub: RunningHub, site: str, folder: Path) -> Published:
                          {report.id: Outgoing.of(report_bytes, "application/pdf")})
         assert answer.body.get("status") == ResponseStatus.SUCCESS.value, serialize(answer.envelope)
         datasets = make_study(n_series=1, per_series=2, patient_id=LOCAL[site], issuer=ISSUER)
-        instances, series = {}, {}
-        for n, dataset in enumerate(datasets):
-            data = instance_bytes(dataset)
-            (folder / f"{n}.dcm").write_bytes(data)
-            instances[str(dataset.SOPInstanceUID)] = data
-            series.setdefault(str(dataset.SeriesInstanceUID), []).append(str(dataset.SOPInstanceUID))
+        instances, series = write_study(folder, datasets)
         imported = subprocess.run([*xdshub_command(), "import", str(folder), "--org", hub.oids["Org A"],
                                    "--data-dir", str(hub.data_dir)], capture_output=True, text=True, timeout=120)
         assert imported.returncode == 0, imported.stderr

@@ -31,10 +31,10 @@ from registry.ebrim import render_adhoc_query_request
 from registry.vocabulary import ACTION_STORED_QUERY, ResponseStatus
 from repository.consumer import Outgoing, Retrieved, imaging_request, provide, retrieve, retrieve_imaging
 from repository.model import DocumentRequest
-from tests.factories.dicom import instance_bytes, make_study
+from tests.factories.dicom import make_study
 from tests.factories.metadata import PDF_BYTES, entry_for, kos_entry, submission
-from tests.functional.conftest import RunningHub, new_hub, register, serving, xdshub_command
-from tests.functional.test_repository_tls import audit_records, find_documents, parts_of
+from tests.functional.conftest import RunningHub, audit_records, new_hub, register, serving, write_study, xdshub_command
+from tests.functional.test_repository_tls import find_documents, parts_of
 from tests.schema_validation import assert_valid_mtom
 
 pytestmark = pytest.mark.functional
@@ -114,13 +114,7 @@ def store_study_at_b(b: RunningHub, folder: Path, patient: str) -> tuple[str, di
     """A DICOM study imported at B (`xdshub import`), and its manifest (`xdshub manifest`)."""
     folder.mkdir()
     datasets = make_study(n_series=2, per_series=2, patient_id=patient, issuer="1.3.6.1.4.1.21367.2026.77")
-    instances: dict[str, bytes] = {}
-    series: dict[str, list[str]] = {}
-    for n, dataset in enumerate(datasets):
-        data = instance_bytes(dataset)
-        (folder / f"{n}.dcm").write_bytes(data)
-        instances[str(dataset.SOPInstanceUID)] = data
-        series.setdefault(str(dataset.SeriesInstanceUID), []).append(str(dataset.SOPInstanceUID))
+    instances, series = write_study(folder, datasets)
     study_uid = str(datasets[0].StudyInstanceUID)
     run_cli(b.data_dir, "import", str(folder), "--org", b.oids["Org A"])
     run_cli(b.data_dir, "manifest", study_uid, "--out", str(folder / "manifest.dcm"))

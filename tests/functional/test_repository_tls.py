@@ -21,7 +21,6 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from hub.audit.tables import AuditRecord
 from hub.client import HubClient
 from hub.db import Database
 from hub.soap.envelope import render_envelope, serialize
@@ -36,7 +35,7 @@ from repository.vocabulary import ACTION_PROVIDE
 from repository.xdsb import render_provide_request, render_retrieve_request
 from tests.factories.dicom import instance_bytes, make_study
 from tests.factories.metadata import PDF_BYTES, entry_for, kos_entry, submission
-from tests.functional.conftest import RunningHub, xdshub_command
+from tests.functional.conftest import RunningHub, audit_records, write_study, xdshub_command
 from tests.schema_validation import assert_valid, assert_valid_mtom
 
 pytestmark = pytest.mark.functional
@@ -64,12 +63,7 @@ def study(running_hub: RunningHub, tmp_path_factory: pytest.TempPathFactory) -> 
     folder = tmp_path_factory.mktemp("study")
     patient = f"P{uuid.uuid4().hex[:8]}"
     datasets = make_study(n_series=2, per_series=3, patient_id=patient, issuer="1.3.6.1.4.1.21367.2026.77")
-    instances, series = {}, {}
-    for n, dataset in enumerate(datasets):
-        data = instance_bytes(dataset)
-        (folder / f"{n}.dcm").write_bytes(data)
-        instances[str(dataset.SOPInstanceUID)] = data
-        series.setdefault(str(dataset.SeriesInstanceUID), []).append(str(dataset.SOPInstanceUID))
+    instances, series = write_study(folder, datasets)
     study_uid = str(datasets[0].StudyInstanceUID)
     imported = run_cli(running_hub, "import", str(folder), "--org", running_hub.oids["Org A"])
     assert imported.returncode == 0, imported.stderr
@@ -115,17 +109,6 @@ def unchanged(running_hub: RunningHub) -> Iterator[None]:
     before = stored(running_hub)
     yield
     assert stored(running_hub) == before
-
-
-def audit_records(hub: RunningHub, **filters: str) -> list[AuditRecord]:
-    database = Database(hub.settings.database_url)
-    try:
-        with database.session() as session:
-            rows = list(session.scalars(select(AuditRecord).filter_by(**filters).order_by(AuditRecord.seq)))
-            session.expunge_all()
-    finally:
-        database.dispose()
-    return rows
 
 
 def parts_of(retrieved: Retrieved) -> dict[str, bytes]:

@@ -20,8 +20,6 @@ module's temporary folder).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import os
 import re
@@ -34,8 +32,6 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from PIL import Image, ImageChops, ImageStat
 from pydicom import dcmread
 from pydicom.uid import generate_uid
@@ -49,11 +45,11 @@ from hub.tables import Organisation
 from repository.blobstore import open_blob_store
 from repository.ingest import Sender, ingest
 from tests.factories.dicom import instance_bytes, make_instance
+from tests.functional.browser_support import launch_chromium, sync_api
 from tests.functional.conftest import RunningHub, new_hub, serving
 
 pytestmark = pytest.mark.functional
 
-CHROMIUM = Path(os.environ.get("XDSHUB_CHROMIUM", "/usr/bin/chromium"))
 PASSWORD = "correct horse battery"
 PASSCODE = "open sesame"
 ATTEMPTS = 3                          # share_passcode_attempts of the hub under test
@@ -62,16 +58,6 @@ SIZE = 128
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True, "has_touch": True}
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-if not CHROMIUM.exists():
-    pytest.skip(f"Chromium is not installed at {CHROMIUM} (Debian package chromium; .ci/run installs it)",
-                allow_module_level=True)
-
-
-def _spki_pin(certificate: Path) -> str:
-    cert = x509.load_pem_x509_certificate(certificate.read_bytes())
-    der = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 def ct_slice(number: int, slices: int) -> np.ndarray:
@@ -144,12 +130,8 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def browser(viewer_hub: tuple[RunningHub, str]) -> Iterator[Any]:
     hub, _ = viewer_hub
-    pin = _spki_pin(hub.settings.path(hub.settings.server_cert))
     with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                  f"--ignore-certificate-errors-spki-list={pin}"])
+        launched = launch_chromium(playwright, hub.settings.path(hub.settings.server_cert))
         try:
             yield launched
         finally:

@@ -21,14 +21,12 @@ from pathlib import Path
 import pytest
 import requests
 from lxml import etree
-from sqlalchemy import select
 
 from hub.audit import events
 from hub.audit.events import Party
 from hub.audit.message import Outcome, render_audit_message
 from hub.audit.tables import AuditRecord
 from hub.client import HubClient, SoapAnswer, read_answer
-from hub.db import Database
 from hub.federation.xca import (
     ACTION_CROSS_GATEWAY_QUERY,
     ACTION_CROSS_GATEWAY_QUERY_RESPONSE,
@@ -44,9 +42,9 @@ from registry.vocabulary import ACTION_STORED_QUERY, ErrorCode, ResponseStatus, 
 from repository.consumer import Outgoing, provide
 from repository.model import DocumentRequest, ImagingRequest, SeriesRequest, StudyRequest
 from repository.xdsb import RetrieveAnswer, parse_retrieve_response, render_imaging_request, render_retrieve_request
-from tests.factories.dicom import instance_bytes, make_study
+from tests.factories.dicom import make_study
 from tests.factories.metadata import PDF_BYTES, entry_for, submission
-from tests.functional.conftest import RunningHub, register, xdshub_command
+from tests.functional.conftest import RunningHub, audit_records, register, write_study, xdshub_command
 from tests.schema_validation import assert_valid, assert_valid_mtom
 from tests.unit.hub.audit.test_message import assert_valid as assert_valid_audit
 
@@ -96,13 +94,7 @@ def shared(running_hub: RunningHub, tmp_path_factory: pytest.TempPathFactory) ->
         assert answer.body.get("status") == ResponseStatus.SUCCESS.value, serialize(answer.envelope)
 
         datasets = make_study(n_series=2, per_series=2, patient_id=f"S{uuid.uuid4().hex[:8]}", issuer=ISSUER)
-        instances: dict[str, bytes] = {}
-        series: dict[str, list[str]] = {}
-        for n, dataset in enumerate(datasets):
-            data = instance_bytes(dataset)
-            (folder / f"{n}.dcm").write_bytes(data)
-            instances[str(dataset.SOPInstanceUID)] = data
-            series.setdefault(str(dataset.SeriesInstanceUID), []).append(str(dataset.SOPInstanceUID))
+        instances, series = write_study(folder, datasets)
         imported = subprocess.run([*xdshub_command(), "import", str(folder), "--org", running_hub.oids["Org A"],
                                    "--data-dir", str(running_hub.data_dir)], capture_output=True, text=True,
                                   timeout=120)
@@ -172,17 +164,6 @@ def post_raw(hub: RunningHub, client: HubClient, path: str, data: bytes, action:
         "Authorization": f"Bearer {client.token(scope)}"})
     with response:
         return read_answer(response)
-
-
-def audit_records(hub: RunningHub, **filters: str) -> list[AuditRecord]:
-    database = Database(hub.settings.database_url)
-    try:
-        with database.session() as session:
-            rows = list(session.scalars(select(AuditRecord).filter_by(**filters).order_by(AuditRecord.seq)))
-            session.expunge_all()
-    finally:
-        database.dispose()
-    return rows
 
 
 # -- ITI-38 ----------------------------------------------------------------------------------------------------
