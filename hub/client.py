@@ -9,6 +9,7 @@ certificate, a certificate-bound access token from the token endpoint
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -92,7 +93,7 @@ class HubClient:
 
     def soap_url(self, url: str, action: str, body: etree._Element, scope: str | None = None) -> SoapAnswer:
         """`soap` to a full endpoint URL (a registry configured by URL)."""
-        envelope = render_envelope(action, body, to=url)
+        envelope = render_envelope(action, copy.deepcopy(body), to=url)   # the caller's element stays where it is
         response = self.http.post(
             url,
             data=serialize(envelope),
@@ -112,7 +113,7 @@ class HubClient:
     def mtom(self, path: str, action: str, body: etree._Element, parts: Sequence[OutgoingPart] = (),
              scope: str | None = None) -> SoapAnswer:
         """POST an MTOM/XOP request (ITI TF-2x V.3), streaming `parts` chunked; the answer may be MTOM too."""
-        envelope = serialize(render_envelope(action, body, to=self.base_url + path))
+        envelope = serialize(render_envelope(action, copy.deepcopy(body), to=self.base_url + path))
         message = render_mtom(envelope, action, list(parts))
         response = self.http.post(
             self.base_url + path,

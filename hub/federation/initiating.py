@@ -14,7 +14,6 @@ and a token from the peer's token endpoint.
 
 from __future__ import annotations
 
-import copy
 import logging
 import queue
 from collections.abc import Sequence
@@ -109,7 +108,7 @@ def ask_peers(peers: Sequence[PeerTarget], request: etree._Element, timeout: flo
     try:
         # Each HTTP call may take a little longer than the whole fan-out: the deadline below decides, once.
         futures: dict[Future[PeerAnswer], PeerTarget] = {
-            executor.submit(_ask, peer, copy.deepcopy(request), timeout + 1): peer for peer in peers}
+            executor.submit(_ask, peer, request, timeout + 1): peer for peer in peers}
         done, _ = wait(futures, timeout=timeout)
         return [future.result() if future in done else
                 PeerAnswer(peer, None, f"no answer within {timeout:g} s") for future, peer in futures.items()]

@@ -159,19 +159,20 @@ def check_passcode(link: ShareLink, passcode: str, policy: LinkPolicy, now: date
 
 
 def start_visit(session: Session, link: ShareLink, policy: LinkPolicy, address: str, user_agent: str,
-                now: datetime | None = None) -> str:
-    """Consume one use of an active link and open a visit; answers the cookie's token."""
+                now: datetime | None = None) -> tuple[str, ShareVisit]:
+    """Consume one use of an active link and open a visit; answers the cookie's token and the visit."""
     now = _now(now)
     _refuse_gone(link, now)
     link.uses += 1
     link.last_used_at = now
     session.execute(delete(ShareVisit).where(ShareVisit.link_id == link.id, ShareVisit.expires_at <= now))
     token = new_token()
-    session.add(ShareVisit(token_hash=token_digest(token), link_id=link.id, created_at=now,
-                           expires_at=min(now + timedelta(seconds=policy.visit_seconds), as_utc(link.expires_at)),
-                           client_address=(address or "")[:64], user_agent=(user_agent or "")[:256]))
+    visit = ShareVisit(token_hash=token_digest(token), link_id=link.id, created_at=now,
+                       expires_at=min(now + timedelta(seconds=policy.visit_seconds), as_utc(link.expires_at)),
+                       client_address=(address or "")[:64], user_agent=(user_agent or "")[:256])
+    session.add(visit)
     session.flush()
-    return token
+    return token, visit
 
 
 def find_visit(session: Session, link: ShareLink, token: str | None, now: datetime | None = None) -> ShareVisit | None:

@@ -165,10 +165,8 @@ def _open_viewer(session: Session, link: ShareLink, token: str) -> Response:
             _alert(session, link, f"share link {status}")
             session.commit()
             return _gone(link, status)
-        visit_token = start_visit(session, link, link_policy(get_settings()), request.remote_addr or "",
-                                  request.user_agent.string)
-        visit = find_visit(session, link, visit_token)
-        assert visit is not None
+        visit_token, visit = start_visit(session, link, link_policy(get_settings()), request.remote_addr or "",
+                                         request.user_agent.string)
     study = shared_study(session, link)
     _record(session, share_viewed, study)
     session.commit()
