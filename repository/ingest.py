@@ -105,11 +105,17 @@ def _row(header: InstanceHeader, sender: Sender, sha256: str, size: int) -> dict
     )
 
 
-def _check(session: Session, header: InstanceHeader, patient_id: str, sha256: str) -> DicomInstance | None:
-    """The row already holding these bytes, None for a new instance; InvalidDicom when it cannot be taken."""
+def checked_patient_id(header: InstanceHeader, sender: Sender) -> str:
+    """The instance's XDS patient id, after the checks that need no database; InvalidDicom when refused."""
+    patient_id = xds_patient_id(header, sender)
     if is_image_storage(header.sop_class_uid) and not header.has_pixel_data:
         raise MissingPixelData(f"{UID(header.sop_class_uid).name} instance {header.sop_instance_uid} has no "
                                "Pixel Data (7FE0,0010)")
+    return patient_id
+
+
+def _check(session: Session, header: InstanceHeader, patient_id: str, sha256: str) -> DicomInstance | None:
+    """The row already holding these bytes, None for a new instance; InvalidDicom when it cannot be taken."""
     existing = session.get(DicomInstance, header.sop_instance_uid)
     if existing is not None:
         if existing.sha256 != sha256:
@@ -154,23 +160,33 @@ def _study_received(session: Session, instance: DicomInstance) -> None:
         state.last_instance_at = instance.stored_at
 
 
-def ingest(session: Session, store: BlobStore, stream: BinaryIO, sender: Sender,
-           max_bytes: int | None = None, header: InstanceHeader | None = None) -> Ingested:
-    """Store one Part 10 instance and record it; InvalidDicom (nothing kept) when it is not acceptable.
+@dataclass(frozen=True)
+class Prepared:
+    """An instance whose bytes are in the blob store and whose header passed the checks needing no database."""
 
-    `header`: the caller read it already from exactly these bytes (STOW-RS does, to check the study),
-    so it is not read back from the blob store.
-    """
+    header: InstanceHeader
+    values: dict[str, object]      # its `dicom_instances` row
+
+    @property
+    def sha256(self) -> str:
+        return str(self.values["sha256"])
+
+
+def prepare(store: BlobStore, stream: BinaryIO, header: InstanceHeader, sender: Sender,
+            max_bytes: int | None = None) -> Prepared:
+    """The first half of `ingest`, for a caller that read the header from exactly these bytes already:
+    the checks that need no database, then the bytes stored. Refused (InvalidDicom) before anything is
+    stored. It touches no database, so STOW-RS runs it for every part before its write transaction."""
+    checked_patient_id(header, sender)
     blob = store.put(stream, max_bytes)
-    try:
-        if header is None:
-            with open_seekable(store, blob.sha256) as stored:
-                header = read_instance_header(stored)
-        values = _row(header, sender, blob.sha256, blob.size)
-        existing = _check(session, header, str(values["patient_id"]), blob.sha256)
-    except InvalidDicom:
-        reclaim_unreferenced(session, store, [blob.sha256])
-        raise
+    return Prepared(header, _row(header, sender, blob.sha256, blob.size))
+
+
+def record(session: Session, prepared: Prepared) -> Ingested:
+    """The second half of `ingest`: the checks against what is held, then the row (the caller commits).
+    InvalidDicom when it cannot be taken: nothing is recorded, and the caller reclaims the blob."""
+    header, values = prepared.header, prepared.values
+    existing = _check(session, header, str(values["patient_id"]), prepared.sha256)
     if existing is not None:
         return Ingested(existing, duplicate=True)
     instance = DicomInstance(**values)
@@ -179,6 +195,32 @@ def ingest(session: Session, store: BlobStore, stream: BinaryIO, sender: Sender,
         _study_received(session, instance)
     session.flush()
     return Ingested(instance, duplicate=False)
+
+
+def ingest(session: Session, store: BlobStore, stream: BinaryIO, sender: Sender,
+           max_bytes: int | None = None, header: InstanceHeader | None = None) -> Ingested:
+    """Store one Part 10 instance and record it; InvalidDicom (nothing kept) when it is not acceptable.
+
+    `header`: the caller read it already from exactly these bytes, so it is
+    not read back from the blob store.
+    """
+    if header is not None:
+        prepared = prepare(store, stream, header, sender, max_bytes)
+    else:
+        blob = store.put(stream, max_bytes)
+        try:
+            with open_seekable(store, blob.sha256) as stored:
+                header = read_instance_header(stored)
+            checked_patient_id(header, sender)
+        except InvalidDicom:
+            reclaim_unreferenced(session, store, [blob.sha256])
+            raise
+        prepared = Prepared(header, _row(header, sender, blob.sha256, blob.size))
+    try:
+        return record(session, prepared)
+    except InvalidDicom:
+        reclaim_unreferenced(session, store, [prepared.sha256])
+        raise
 
 
 def ingest_instance(session: Session, store: BlobStore, stream: BinaryIO, sender: Sender,

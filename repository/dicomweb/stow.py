@@ -20,9 +20,12 @@ The HTTP status follows Table 10.5.3-1: 200 when every instance was stored,
 malformed (SenderFault) or too large raises after every blob it stored is
 reclaimed and the session rolled back: nothing of such a request is kept.
 
-Local blobs are made durable together (`repository.blobstore.BatchedPuts`):
-each part is written unsynced, and once all are in, the files and their
-directories are fsynced at once, before the caller commits the rows.
+A request runs in two phases, so that concurrent requests overlap: first
+every part is read, checked and its bytes stored, touching no database; then
+the rows are written in the caller's transaction (on SQLite, the single
+writer's gate of `hub.db`). Local blobs are made durable together between
+the two (`repository.blobstore.BatchedPuts`): each part is written unsynced,
+and once all are in, the files and their directories are fsynced at once.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from sqlalchemy.orm import Session
 from repository.blobstore import BlobStore, BlobStoreError, deferred_sync
 from repository.dicomfile import InvalidDicom, read_instance_header
 from repository.dicomweb.dicomjson import element
-from repository.ingest import InconsistentPatient, InstanceConflict, MissingPixelData, Sender, ingest
+from repository.ingest import InconsistentPatient, InstanceConflict, MissingPixelData, Prepared, Sender, prepare, record
 from repository.reclaim import reclaim_unreferenced
 
 __all__ = ["FailureReason", "StoreResult", "store_instances"]
@@ -149,42 +152,58 @@ def _part10(file: BinaryIO) -> BinaryIO:
     return fixed
 
 
-def _store_one(session: Session, store: BlobStore, part: SpooledPart, sender: Sender, study_uid: str | None,
-               result: StoreResult) -> None:
+def _prepare_one(store: BlobStore, part: SpooledPart, sender: Sender, study_uid: str | None) -> Prepared | Failed:
     stream = _part10(part.file)
     try:
-        _store_stream(session, store, part.content_type, stream, sender, study_uid, result)
+        return _prepare_stream(store, part.content_type, stream, sender, study_uid)
     finally:
         if stream is not part.file:
             stream.close()
 
 
-def _store_stream(session: Session, store: BlobStore, content_type: str, stream: BinaryIO, sender: Sender,
-                  study_uid: str | None, result: StoreResult) -> None:
+def _prepare_stream(store: BlobStore, content_type: str, stream: BinaryIO, sender: Sender,
+                    study_uid: str | None) -> Prepared | Failed:
+    """The part's header checked and its bytes stored, or why not; no database."""
     media_type = (content_type or DICOM).lower()
     if media_type != DICOM:
-        result.failed.append(Failed("", "", FailureReason.CANNOT_UNDERSTAND,
-                                    f"a part of type {media_type} (only {DICOM} is stored)"))
-        return
+        return Failed("", "", FailureReason.CANNOT_UNDERSTAND, f"a part of type {media_type} (only {DICOM} is stored)")
     try:
         header = read_instance_header(stream)
     except InvalidDicom as exc:
-        result.failed.append(Failed("", "", FailureReason.CANNOT_UNDERSTAND, str(exc)))
-        return
+        return Failed("", "", FailureReason.CANNOT_UNDERSTAND, str(exc))
     uids = header.sop_class_uid, header.sop_instance_uid
     if study_uid is not None and header.study_instance_uid != study_uid:
-        result.failed.append(Failed(*uids, FailureReason.DATA_SET_DOES_NOT_MATCH,
-                                    f"the instance belongs to study {header.study_instance_uid}, not {study_uid}"))
-        return
+        return Failed(*uids, FailureReason.DATA_SET_DOES_NOT_MATCH,
+                      f"the instance belongs to study {header.study_instance_uid}, not {study_uid}")
     stream.seek(0)
     try:
-        ingested = ingest(session, store, stream, sender, header=header)
+        return prepare(store, stream, header, sender)
     except InvalidDicom as exc:
-        reason = next(r for kind, r in INGEST_REFUSALS if isinstance(exc, kind))
-        result.failed.append(Failed(*uids, reason, str(exc)))
-        return
+        return Failed(*uids, _reason(exc), str(exc))
     except (OSError, BlobStoreError) as exc:
-        result.failed.append(Failed(*uids, FailureReason.PROCESSING_FAILURE, f"storage failed: {exc}"))
+        return Failed(*uids, FailureReason.PROCESSING_FAILURE, f"storage failed: {exc}")
+
+
+def _reason(exc: InvalidDicom) -> FailureReason:
+    return next(r for kind, r in INGEST_REFUSALS if isinstance(exc, kind))
+
+
+def _record_one(session: Session, store: BlobStore, prepared: Prepared, result: StoreResult,
+                check_blob: bool) -> None:
+    """The instance's row, or its failure noted in `result` (its blob reclaimed unless something holds it)."""
+    header = prepared.header
+    uids = header.sop_class_uid, header.sop_instance_uid
+    # Bytes this request found stored already (and did not write) may have been reclaimed since by another
+    # request's failure; under SQLite's write gate no one can between this check and the commit.
+    if check_blob and not store.exists(prepared.sha256):
+        result.failed.append(Failed(*uids, FailureReason.PROCESSING_FAILURE,
+                                    "storage failed: the stored bytes were removed meanwhile; send it again"))
+        return
+    try:
+        ingested = record(session, prepared)
+    except InvalidDicom as exc:
+        reclaim_unreferenced(session, store, [prepared.sha256])
+        result.failed.append(Failed(*uids, _reason(exc), str(exc)))
         return
     instance = ingested.instance
     if not ingested.duplicate:
@@ -196,20 +215,35 @@ def _store_stream(session: Session, store: BlobStore, content_type: str, stream:
 def store_instances(session: Session, store: BlobStore, parts: Iterable[SpooledPart], sender: Sender,
                     study_uid: str | None = None) -> StoreResult:
     """Store every part; the caller records the audit event and commits. On an error of the body itself
-    (truncated, malformed, too large) nothing is kept: the session is rolled back, new blobs reclaimed."""
+    (truncated, malformed, too large) nothing is kept: the session is rolled back, new blobs reclaimed.
+
+    Two phases, so that concurrent requests overlap: every part is read,
+    checked and its bytes stored (and made durable) before the first
+    statement; only then are the rows written, in the caller's transaction,
+    which on SQLite is the single writer's gate (`hub.db`).
+    """
     result = StoreResult()
     batch = deferred_sync(store)
     target: BlobStore = batch if batch is not None else store
+    put: list[str] = []
     try:
+        prepared: list[Prepared | Failed] = []      # in the request's order
         for part in parts:
-            _store_one(session, target, part, sender, study_uid, result)
+            prepared.append(_prepare_one(target, part, sender, study_uid))
+            if isinstance(prepared[-1], Prepared):
+                put.append(prepared[-1].sha256)
         if batch is not None:
             batch.sync()      # every blob durable, together, before any row naming one commits
+        for outcome in prepared:
+            if isinstance(outcome, Failed):
+                result.failed.append(outcome)
+            else:
+                _record_one(session, store, outcome, result, check_blob=batch is not None)
     except BaseException:
         if batch is not None:
             batch.discard()
         session.rollback()
-        reclaim_unreferenced(session, store, result.new_blobs)
+        reclaim_unreferenced(session, store, put)
         session.rollback()
         raise
     return result

@@ -3,11 +3,20 @@ of a truncated body, ownership and the RAD-108 audit record."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from hub.audit.tables import AuditRecord
-from repository.dicomweb.stow import FailureReason
+from hub.db import Database
+from hub.security.identity import Caller
+from repository.blobstore import FileBlobStore
+from repository.dicomweb.stow import FailureReason, store_instances
+from repository.ingest import Sender
 from repository.tables import DicomInstance
 from tests.factories.dicom import instance_bytes, make_instance, make_study
 from tests.unit.repository.conftest import blob_files
@@ -141,3 +150,59 @@ def test_a_part_without_the_part10_preamble_is_stored_as_a_part10_file(web: Web)
         row = session.scalars(select(DicomInstance)).one()
     with web.store.open(row.sha256) as stored:
         assert stored.read()[128:132] == b"DICM"
+
+
+# -- the two phases: parts stored before the write transaction; bytes reclaimed meanwhile ----------------------
+
+@dataclass
+class _Part:
+    content_type: str
+    file: BinaryIO
+
+
+def test_every_part_is_read_and_stored_before_the_write_transaction_begins(database: Database,
+                                                                           file_store: FileBlobStore,
+                                                                           caller: Caller) -> None:
+    study = make_study(n_series=1, per_series=3)
+    seen_in_transaction: list[bool] = []
+    blobs_at_begin: list[int] = []
+    with database.new_session() as session:
+        def parts() -> Iterator[_Part]:
+            for dataset in study:
+                seen_in_transaction.append(session.in_transaction())
+                yield _Part(DICOM, io.BytesIO(instance_bytes(dataset)))
+            seen_in_transaction.append(session.in_transaction())
+
+        event.listen(session, "after_begin", lambda *_: blobs_at_begin.append(len(blob_files(file_store))))
+        result = store_instances(session, file_store, parts(), Sender(caller.organisation_id,
+                                                                      caller.organisation_oid))
+        session.commit()
+    assert seen_in_transaction == [False] * 4    # on SQLite, the other writers' gate stays open meanwhile
+    assert blobs_at_begin == [3]                  # every blob durable under its name before the first statement
+    assert [s.sop_instance_uid for s in result.stored] == [str(ds.SOPInstanceUID) for ds in study]
+
+
+def test_bytes_found_stored_but_reclaimed_before_the_rows_are_refused_not_recorded(database: Database,
+                                                                                  file_store: FileBlobStore,
+                                                                                  caller: Caller) -> None:
+    """Another request's failure may reclaim bytes this one found stored already (content addressing); the
+    instance then fails with 0110 rather than a row naming bytes that are gone."""
+    kept, lost = make_study(n_series=1, per_series=2)
+    lost_bytes = instance_bytes(lost)
+    address = file_store.put(io.BytesIO(lost_bytes)).sha256      # stored, by a request still in flight
+
+    def parts() -> Iterator[_Part]:
+        yield _Part(DICOM, io.BytesIO(instance_bytes(kept)))
+        yield _Part(DICOM, io.BytesIO(lost_bytes))
+        file_store.delete(address)           # that request failed and reclaimed its blobs
+
+    with database.new_session() as session:
+        result = store_instances(session, file_store, parts(), Sender(caller.organisation_id,
+                                                                      caller.organisation_oid))
+        session.commit()
+    assert [s.sop_instance_uid for s in result.stored] == [str(kept.SOPInstanceUID)]
+    assert [(f.sop_instance_uid, f.reason) for f in result.failed] == [
+        (str(lost.SOPInstanceUID), FailureReason.PROCESSING_FAILURE)]
+    assert "removed meanwhile" in result.failed[0].message
+    with database.session() as session:
+        assert session.get(DicomInstance, str(lost.SOPInstanceUID)) is None
