@@ -186,10 +186,18 @@ class FileBlobStore:
     def path(self, sha256: str) -> Path:
         return self.root / blob_key(sha256)
 
+    def temporary_file(self) -> tuple[int, Path]:
+        """A new temporary file for a put, open for writing; `tmp` is made when missing (rather than
+        asked for on every put: with concurrent puts, that costs more than the write)."""
+        try:
+            fd, name = tempfile.mkstemp(dir=self.tmp, prefix="put-", suffix=".part")
+        except FileNotFoundError:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=self.tmp, prefix="put-", suffix=".part")
+        return fd, Path(name)
+
     def put(self, stream: BinaryIO, max_bytes: int | None = None) -> StoredBlob:
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="put-", suffix=".part")
-        temporary = Path(name)
+        fd, temporary = self.temporary_file()
         try:
             with os.fdopen(fd, "wb") as out:
                 blob = copy_hashing(stream, out, max_bytes)
@@ -319,9 +327,7 @@ class BatchedPuts:
 
     def put(self, stream: BinaryIO, max_bytes: int | None = None) -> StoredBlob:
         store = self.store
-        store.tmp.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=store.tmp, prefix="put-", suffix=".part")
-        temporary = Path(name)
+        fd, temporary = store.temporary_file()
         try:
             with os.fdopen(fd, "wb") as out:
                 blob = copy_hashing(stream, out, max_bytes)

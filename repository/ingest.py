@@ -22,12 +22,13 @@ recorded and the new blob is reclaimed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
 from pydicom.uid import UID
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from repository.blobstore import BlobStore, open_seekable
@@ -114,27 +115,9 @@ def checked_patient_id(header: InstanceHeader, sender: Sender) -> str:
     return patient_id
 
 
-def _check(session: Session, header: InstanceHeader, patient_id: str, sha256: str) -> DicomInstance | None:
-    """The row already holding these bytes, None for a new instance; InvalidDicom when it cannot be taken."""
-    existing = session.get(DicomInstance, header.sop_instance_uid)
-    if existing is not None:
-        if existing.sha256 != sha256:
-            raise InstanceConflict(f"SOP Instance {header.sop_instance_uid} is held already with other content; "
-                                   "nothing was overwritten (send it with a new SOP Instance UID)")
-        return existing
-    if header.study_instance_uid in _studies_locked(session):     # an earlier instance of this transaction
-        state = session.get(StudyState, header.study_instance_uid)   # from the identity map, no round trip
-        held = state.patient_id if state is not None else None
-    else:
-        held = session.scalar(select(StudyState.patient_id).where(
-            StudyState.study_instance_uid == header.study_instance_uid))
-    if held is None:
-        held = session.scalar(select(DicomInstance.patient_id).where(
-            DicomInstance.study_instance_uid == header.study_instance_uid).limit(1))
-    if held is not None and held != patient_id:
-        raise InconsistentPatient(f"study {header.study_instance_uid} is held for patient {held}; this instance "
-                                  f"names {patient_id}")
-    return None
+def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def _studies_locked(session: Session) -> set[str]:
@@ -146,18 +129,67 @@ def _studies_locked(session: Session) -> set[str]:
     return mark[1]  # type: ignore[no-any-return]
 
 
-def _study_received(session: Session, instance: DicomInstance) -> None:
-    locked = _studies_locked(session)
-    uid = instance.study_instance_uid
-    # The row is locked once per transaction; the later instances of a study find it in the identity map.
-    state = session.get(StudyState, uid) if uid in locked else session.get(StudyState, uid, with_for_update=True)
-    locked.add(uid)
-    if state is None:
-        session.add(StudyState(study_instance_uid=instance.study_instance_uid, patient_id=instance.patient_id,
-                               last_instance_at=instance.stored_at, published_instances=0, failures=0,
-                               last_error=""))
-    else:
-        state.last_instance_at = instance.stored_at
+class _Held:
+    """What the database holds of a batch's instances and studies, read with a few statements for the batch."""
+
+    def __init__(self, session: Session, batch: Sequence[Prepared]) -> None:
+        uids = sorted({p.header.sop_instance_uid for p in batch})
+        self.instances: dict[str, DicomInstance] = {}
+        for chunk in _chunks(uids):
+            self.instances.update((i.sop_instance_uid, i) for i in session.scalars(
+                select(DicomInstance).where(DicomInstance.sop_instance_uid.in_(chunk))))
+        studies = sorted({p.header.study_instance_uid for p in batch})
+        receiving = {p.header.study_instance_uid for p in batch if p.header.sop_class_uid != KOS_SOP_CLASS}
+        locked = _studies_locked(session)
+        self.states: dict[str, StudyState] = {}
+        for uid in studies:        # locked once per transaction; later, from the identity map
+            if uid in locked:
+                state = session.get(StudyState, uid)
+                if state is not None:
+                    self.states[uid] = state
+        unread = [uid for uid in studies if uid not in locked]
+        for chunk in _chunks([uid for uid in unread if uid in receiving]):
+            query = select(StudyState).where(StudyState.study_instance_uid.in_(chunk)).with_for_update()
+            self.states.update((state.study_instance_uid, state) for state in session.scalars(query))
+            locked.update(chunk)
+        for chunk in _chunks([uid for uid in unread if uid not in receiving]):
+            self.states.update((state.study_instance_uid, state) for state in session.scalars(
+                select(StudyState).where(StudyState.study_instance_uid.in_(chunk))))
+        self.patients = {uid: state.patient_id for uid, state in self.states.items()}
+        for chunk in _chunks([uid for uid in studies if uid not in self.patients]):
+            first_patients = (select(DicomInstance.study_instance_uid, func.min(DicomInstance.patient_id))
+                              .where(DicomInstance.study_instance_uid.in_(chunk))
+                              .group_by(DicomInstance.study_instance_uid))
+            self.patients.update((study, patient) for study, patient in session.execute(first_patients))
+
+    def take(self, session: Session, prepared: Prepared) -> Ingested:
+        """The instance checked against what is held (and taken earlier in the batch), and added when new."""
+        header, values = prepared.header, prepared.values
+        existing = self.instances.get(header.sop_instance_uid)
+        if existing is not None:
+            if existing.sha256 != prepared.sha256:
+                raise InstanceConflict(f"SOP Instance {header.sop_instance_uid} is held already with other "
+                                       "content; nothing was overwritten (send it with a new SOP Instance UID)")
+            return Ingested(existing, duplicate=True)
+        study, patient_id = header.study_instance_uid, str(values["patient_id"])
+        held = self.patients.get(study)
+        if held is not None and held != patient_id:
+            raise InconsistentPatient(f"study {study} is held for patient {held}; this instance names "
+                                      f"{patient_id}")
+        instance = DicomInstance(**values)
+        session.add(instance)
+        self.instances[instance.sop_instance_uid] = instance
+        self.patients[study] = patient_id
+        if instance.sop_class_uid != KOS_SOP_CLASS:     # a manifest is not new study content
+            state = self.states.get(study)
+            if state is None:
+                state = self.states[study] = StudyState(
+                    study_instance_uid=study, patient_id=patient_id, last_instance_at=instance.stored_at,
+                    published_instances=0, failures=0, last_error="")
+                session.add(state)
+            else:
+                state.last_instance_at = instance.stored_at
+        return Ingested(instance, duplicate=False)
 
 
 @dataclass(frozen=True)
@@ -182,19 +214,30 @@ def prepare(store: BlobStore, stream: BinaryIO, header: InstanceHeader, sender: 
     return Prepared(header, _row(header, sender, blob.sha256, blob.size))
 
 
-def record(session: Session, prepared: Prepared) -> Ingested:
-    """The second half of `ingest`: the checks against what is held, then the row (the caller commits).
-    InvalidDicom when it cannot be taken: nothing is recorded, and the caller reclaims the blob."""
-    header, values = prepared.header, prepared.values
-    existing = _check(session, header, str(values["patient_id"]), prepared.sha256)
-    if existing is not None:
-        return Ingested(existing, duplicate=True)
-    instance = DicomInstance(**values)
-    session.add(instance)
-    if instance.sop_class_uid != KOS_SOP_CLASS:     # a manifest is not new study content
-        _study_received(session, instance)
+def record_all(session: Session, batch: Sequence[Prepared]) -> list[Ingested | InvalidDicom]:
+    """The second half of `ingest` for many instances, in order: each checked against what is held and
+    against those before it, then added (the caller commits). An instance that cannot be taken gets its
+    InvalidDicom in the answer, records nothing, and the caller reclaims its blob. A few statements serve
+    the whole batch: one read of the instances held, one of their studies, and the inserts together."""
+    if not batch:
+        return []
+    held = _Held(session, batch)
+    outcomes: list[Ingested | InvalidDicom] = []
+    for prepared in batch:
+        try:
+            outcomes.append(held.take(session, prepared))
+        except InvalidDicom as exc:
+            outcomes.append(exc)
     session.flush()
-    return Ingested(instance, duplicate=False)
+    return outcomes
+
+
+def record(session: Session, prepared: Prepared) -> Ingested:
+    """`record_all` of one instance; InvalidDicom when it cannot be taken."""
+    (outcome,) = record_all(session, [prepared])
+    if isinstance(outcome, InvalidDicom):
+        raise outcome
+    return outcome
 
 
 def ingest(session: Session, store: BlobStore, stream: BinaryIO, sender: Sender,

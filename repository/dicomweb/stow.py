@@ -42,7 +42,15 @@ from sqlalchemy.orm import Session
 from repository.blobstore import BlobStore, BlobStoreError, deferred_sync
 from repository.dicomfile import InvalidDicom, read_instance_header
 from repository.dicomweb.dicomjson import element
-from repository.ingest import InconsistentPatient, InstanceConflict, MissingPixelData, Prepared, Sender, prepare, record
+from repository.ingest import (
+    InconsistentPatient,
+    InstanceConflict,
+    MissingPixelData,
+    Prepared,
+    Sender,
+    prepare,
+    record_all,
+)
 from repository.reclaim import reclaim_unreferenced
 
 __all__ = ["FailureReason", "StoreResult", "store_instances"]
@@ -188,28 +196,35 @@ def _reason(exc: InvalidDicom) -> FailureReason:
     return next(r for kind, r in INGEST_REFUSALS if isinstance(exc, kind))
 
 
-def _record_one(session: Session, store: BlobStore, prepared: Prepared, result: StoreResult,
-                check_blob: bool) -> None:
-    """The instance's row, or its failure noted in `result` (its blob reclaimed unless something holds it)."""
-    header = prepared.header
-    uids = header.sop_class_uid, header.sop_instance_uid
-    # Bytes this request found stored already (and did not write) may have been reclaimed since by another
-    # request's failure; under SQLite's write gate no one can between this check and the commit.
-    if check_blob and not store.exists(prepared.sha256):
-        result.failed.append(Failed(*uids, FailureReason.PROCESSING_FAILURE,
-                                    "storage failed: the stored bytes were removed meanwhile; send it again"))
-        return
-    try:
-        ingested = record(session, prepared)
-    except InvalidDicom as exc:
-        reclaim_unreferenced(session, store, [prepared.sha256])
-        result.failed.append(Failed(*uids, _reason(exc), str(exc)))
-        return
-    instance = ingested.instance
-    if not ingested.duplicate:
-        result.new_blobs.append(instance.sha256)
-    result.stored.append(Stored(instance.sop_class_uid, instance.sop_instance_uid, instance.study_instance_uid,
-                                instance.series_instance_uid, instance.patient_id))
+def _record_rows(session: Session, store: BlobStore, outcomes: list[Prepared | Failed], result: StoreResult,
+                 check_blobs: bool) -> None:
+    """The rows of the prepared instances, in the caller's transaction, and every outcome noted in `result`
+    in the request's order; the blob of an instance refused here is reclaimed unless something holds it."""
+    session.connection()          # the transaction begins here: on SQLite, with the writers' gate held
+    if check_blobs:
+        # Bytes this request found stored already (and did not write) may have been reclaimed since by another
+        # request's failure; under the gate no one can between this check and the commit.
+        outcomes = [o if isinstance(o, Failed) or store.exists(o.sha256) else Failed(
+            o.header.sop_class_uid, o.header.sop_instance_uid, FailureReason.PROCESSING_FAILURE,
+            "storage failed: the stored bytes were removed meanwhile; send it again") for o in outcomes]
+    recorded = iter(record_all(session, [o for o in outcomes if isinstance(o, Prepared)]))
+    refused: list[str] = []
+    for outcome in outcomes:
+        if isinstance(outcome, Failed):
+            result.failed.append(outcome)
+            continue
+        ingested = next(recorded)
+        if isinstance(ingested, InvalidDicom):
+            refused.append(outcome.sha256)
+            result.failed.append(Failed(outcome.header.sop_class_uid, outcome.header.sop_instance_uid,
+                                        _reason(ingested), str(ingested)))
+            continue
+        instance = ingested.instance
+        if not ingested.duplicate:
+            result.new_blobs.append(instance.sha256)
+        result.stored.append(Stored(instance.sop_class_uid, instance.sop_instance_uid, instance.study_instance_uid,
+                                    instance.series_instance_uid, instance.patient_id))
+    reclaim_unreferenced(session, store, refused)
 
 
 def store_instances(session: Session, store: BlobStore, parts: Iterable[SpooledPart], sender: Sender,
@@ -234,11 +249,7 @@ def store_instances(session: Session, store: BlobStore, parts: Iterable[SpooledP
                 put.append(prepared[-1].sha256)
         if batch is not None:
             batch.sync()      # every blob durable, together, before any row naming one commits
-        for outcome in prepared:
-            if isinstance(outcome, Failed):
-                result.failed.append(outcome)
-            else:
-                _record_one(session, store, outcome, result, check_blob=batch is not None)
+        _record_rows(session, store, prepared, result, check_blobs=batch is not None)
     except BaseException:
         if batch is not None:
             batch.discard()

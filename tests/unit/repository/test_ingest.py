@@ -5,17 +5,23 @@ from __future__ import annotations
 import io
 
 import pytest
-from sqlalchemy import select
+from pydicom.dataset import Dataset
+from sqlalchemy import event, select
 
 from hub.db import Database
 from hub.security.identity import Caller
 from repository.blobstore import BlobStore
+from repository.dicomfile import InvalidDicom, read_instance_header
 from repository.ingest import (
     InconsistentPatient,
+    Ingested,
     InstanceConflict,
     MissingPixelData,
+    Prepared,
     Sender,
     ingest,
+    prepare,
+    record_all,
 )
 from repository.tables import DicomInstance, StudyState
 from tests.factories.dicom import instance_bytes, make_instance, make_study
@@ -89,3 +95,53 @@ def test_acquisition_attributes_are_recorded(database: Database, store: BlobStor
         assert (row.institution_name, row.department, row.station_name, row.manufacturer) == \
             ("St. Mary", "Radiology", "CT01", "xdshub tests")
         assert (row.rows, row.columns, row.bits_allocated) == (dataset.Rows, dataset.Columns, 16)
+
+
+def _prepared(store: BlobStore, dataset: Dataset, caller: Caller) -> Prepared:
+    data = instance_bytes(dataset)
+    return prepare(store, io.BytesIO(data), read_instance_header(io.BytesIO(data)), _sender(caller))
+
+
+def test_a_batch_is_checked_against_what_is_held_and_against_itself_in_order(database: Database, store: BlobStore,
+                                                                             caller: Caller) -> None:
+    held, conflicting = make_study(n_series=1, per_series=2, patient_id="P1", issuer=ISSUER)
+    with database.session() as session:
+        ingest(session, store, io.BytesIO(instance_bytes(held)), _sender(caller))
+        ingest(session, store, io.BytesIO(instance_bytes(conflicting)), _sender(caller))
+    conflicting.SeriesDescription = "edited elsewhere"
+    wrong_patient = make_instance(study_uid=str(held.StudyInstanceUID), patient_id="P2", issuer=ISSUER)
+    new_first, new_second = make_study(n_series=1, per_series=2, patient_id="P3", issuer=ISSUER)
+    new_again = make_instance(sop_uid=str(new_first.SOPInstanceUID), study_uid=str(new_first.StudyInstanceUID),
+                              patient_id="P3", issuer=ISSUER, instance_number=9)     # other bytes, same UID
+    new_other_patient = make_instance(study_uid=str(new_first.StudyInstanceUID), patient_id="P4", issuer=ISSUER)
+    batch = [held, conflicting, wrong_patient, new_first, new_second, new_again, new_other_patient]
+    with database.session() as session:
+        outcomes = record_all(session, [_prepared(store, ds, caller) for ds in batch])
+    kinds = [type(o).__name__ if isinstance(o, InvalidDicom) else ("duplicate" if o.duplicate else "new")
+             for o in outcomes]
+    assert kinds == ["duplicate", "InstanceConflict", "InconsistentPatient", "new", "new", "InstanceConflict",
+                     "InconsistentPatient"]
+    with database.session() as session:
+        uids = set(session.scalars(select(DicomInstance.sop_instance_uid)))
+        state = session.get(StudyState, str(new_first.StudyInstanceUID))
+    assert uids == {str(held.SOPInstanceUID), str(conflicting.SOPInstanceUID), str(new_first.SOPInstanceUID),
+                    str(new_second.SOPInstanceUID)}
+    assert state is not None and state.patient_id == f"P3^^^&{ISSUER}&ISO"
+
+
+def test_a_batch_costs_the_same_statements_whatever_its_size(database: Database, store: BlobStore,
+                                                             caller: Caller) -> None:
+    def statements_for(count: int) -> int:
+        batch = [_prepared(store, ds, caller) for ds in make_study(n_series=1, per_series=count, issuer=ISSUER)]
+        issued: list[str] = []
+        with database.session() as session:
+            session.connection()
+            listener = lambda *args: issued.append(args[2])   # noqa: E731  (conn, cursor, statement, ...)
+            event.listen(database.engine, "before_cursor_execute", listener)
+            try:
+                assert all(isinstance(o, Ingested) and not o.duplicate for o in record_all(session, batch))
+            finally:
+                event.remove(database.engine, "before_cursor_execute", listener)
+        return len(issued)
+
+    assert statements_for(2) == statements_for(40)
