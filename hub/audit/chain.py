@@ -17,11 +17,12 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from hub.audit.tables import GENESIS_HASH, AuditCheckpoint, AuditHead, AuditRecord
@@ -80,10 +81,19 @@ def sign_checkpoint(key_path: Path, seq: int, chain_hash: str) -> str:
     return base64.b64encode(key.sign(checkpoint_payload(seq, chain_hash), ec.ECDSA(hashes.SHA256()))).decode()
 
 
-def _head(session: Session) -> AuditHead:
-    """The chain head, locked for this transaction (created on first use, race-free)."""
-    query = select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
-    head = session.scalar(query)
+# Core statements on the tables, run on the session's connection: an append runs on every request, and the
+# ORM's unit of work (or an ORM-enabled INSERT) costs several times the statements themselves.
+_RECORDS, _HEADS, _CHECKPOINTS = (cast(Table, AuditRecord.__table__), cast(Table, AuditHead.__table__),
+                                  cast(Table, AuditCheckpoint.__table__))
+_HEAD = select(_HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.id == HEAD_ID).with_for_update()
+_INSERT_RECORD = insert(_RECORDS)
+_MOVE_HEAD = update(_HEADS).where(_HEADS.c.id == HEAD_ID)
+
+
+def _head(session: Session) -> tuple[int, str]:
+    """The chain head's sequence number and hash, locked for this transaction (created on first use,
+    race-free)."""
+    head = session.connection().execute(_HEAD).first()
     if head is None:
         if session.get_bind().dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -91,26 +101,29 @@ def _head(session: Session) -> AuditHead:
             from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
         session.execute(insert(AuditHead).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH)
                         .on_conflict_do_nothing(index_elements=["id"]))
-        head = session.scalar(query)
+        head = session.connection().execute(_HEAD).first()
         assert head is not None
-    return head
+    return int(head[0]), str(head[1])
 
 
 def append(session: Session, entry: Entry, signing_key: Path | None = None,
            now: datetime | None = None) -> AuditRecord:
-    """Write the next record of the chain in the caller's transaction (no commit)."""
-    head = _head(session)
+    """Write the next record of the chain in the caller's transaction (no commit); answer it (not attached
+    to the session)."""
+    head_seq, head_hash = _head(session)
     recorded_at = (now or datetime.now(UTC)).astimezone(UTC)
-    seq = head.seq + 1
-    chain_hash = content_hash(head.hash, seq, recorded_at, entry)
-    record = AuditRecord(seq=seq, recorded_at=recorded_at, event_id=entry.event_id, event_type=entry.event_type,
-                         action=entry.action, outcome=entry.outcome, organisation_oid=entry.organisation_oid,
-                         user_id=entry.user_id, client_address=entry.client_address, patient_id=entry.patient_id,
-                         study_uid=entry.study_uid, message=entry.message, prev_hash=head.hash, hash=chain_hash)
-    session.add(record)
-    head.seq, head.hash = seq, chain_hash
+    seq = head_seq + 1
+    chain_hash = content_hash(head_hash, seq, recorded_at, entry)
+    values = dict(seq=seq, recorded_at=recorded_at, event_id=entry.event_id, event_type=entry.event_type,
+                  action=entry.action, outcome=entry.outcome, organisation_oid=entry.organisation_oid,
+                  user_id=entry.user_id, client_address=entry.client_address, patient_id=entry.patient_id,
+                  study_uid=entry.study_uid, message=entry.message, prev_hash=head_hash, hash=chain_hash)
+    session.flush()              # the ORM's pending rows first, as an ORM flush would order them
+    connection = session.connection()
+    connection.execute(_INSERT_RECORD, values)
+    connection.execute(_MOVE_HEAD, {"seq": seq, "hash": chain_hash})
     if signing_key is not None and seq % CHECKPOINT_EVERY == 0:
-        session.add(AuditCheckpoint(seq=seq, hash=chain_hash, signature=sign_checkpoint(signing_key, seq, chain_hash),
-                                    signed_at=recorded_at))
-    session.flush()
-    return record
+        connection.execute(insert(_CHECKPOINTS), dict(
+            seq=seq, hash=chain_hash, signature=sign_checkpoint(signing_key, seq, chain_hash),
+            signed_at=recorded_at))
+    return AuditRecord(**values)
