@@ -19,6 +19,7 @@ not hold.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from sqlalchemy import ColumnElement, exists, or_, select
 from sqlalchemy.orm import Session
@@ -37,16 +38,28 @@ def batches(uids: list[str]) -> list[list[str]]:
 
 def _visible_manifest(caller: Caller) -> ColumnElement[bool]:
     """A manifest the caller may see: not restricted, or submitted by the caller's organisation."""
-    return or_(StoredDocument.restricted.is_(False), StoredDocument.submitter_org_id == caller.organisation_id)
+    return _manifest_visible_to(caller.organisation_id)
+
+
+def _manifest_visible_to(organisation_id: int | None) -> ColumnElement[bool]:
+    return or_(StoredDocument.restricted.is_(False), StoredDocument.submitter_org_id == organisation_id)
 
 
 def visible_clause(caller: Caller) -> ColumnElement[bool]:
     """The SQL condition on `DicomInstance` rows the caller may see (stored by it, or shared by a manifest)."""
+    return _visible_to(caller.organisation_id)
+
+
+@lru_cache(maxsize=1024)
+def _visible_to(organisation_id: int | None) -> ColumnElement[bool]:
+    # Built once per organisation: building it costs more than running the query it filters (QIDO-RS, WADO-RS
+    # on every request). SQL expressions are immutable, so one may serve every statement and thread.
     shared = exists(
         select(ManifestReference.id)
         .join(StoredDocument, StoredDocument.unique_id == ManifestReference.manifest_unique_id)
-        .where(ManifestReference.sop_instance_uid == DicomInstance.sop_instance_uid, _visible_manifest(caller)))
-    return or_(DicomInstance.submitter_org_id == caller.organisation_id, shared)
+        .where(ManifestReference.sop_instance_uid == DicomInstance.sop_instance_uid,
+               _manifest_visible_to(organisation_id)))
+    return or_(DicomInstance.submitter_org_id == organisation_id, shared)
 
 
 def held_instances(session: Session, uids: Iterable[str]) -> dict[str, DicomInstance]:

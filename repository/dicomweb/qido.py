@@ -29,6 +29,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import cache
 from typing import Any
 
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
@@ -293,11 +294,11 @@ def search(session: Session, caller: Caller, query: Search, base_url: str) -> Se
         key = I.study_instance_uid if query.level == Level.STUDY else I.series_instance_uid
         matched = select(key).where(*conditions).distinct()
         group = [I.study_instance_uid] + ([I.series_instance_uid] if query.level == Level.SERIES else [])
-        aggregates: list[Any] = [func.count(distinct(I.series_instance_uid)), func.count()]
+        aggregates: list[Any] = [_SERIES_COUNT, _INSTANCE_COUNT]
         if fold_modalities:
-            aggregates.insert(0, _modality_list(session))
+            aggregates.insert(0, _modality_list(session.get_bind().dialect.name))
         rows = list(session.execute(_page(
-            select(*[func.min(column) for column in selected], *group, *aggregates)
+            select(*[_first(a.keyword) for a in columns], *group, *aggregates)
             .where(visible_clause(caller), key.in_(matched)).group_by(*group).order_by(*group), query)).all())
         counts = [{"NumberOfStudyRelatedSeries": row[-2], "NumberOfStudyRelatedInstances": row[-1],
                    "NumberOfSeriesRelatedInstances": row[-1]} for row in rows]
@@ -336,10 +337,24 @@ def _retrieve_url(base_url: str, level: Level, row: Any, at: int) -> str:
 SEPARATOR = ","     # SQLite's group_concat(DISTINCT ...) separator; no CS value holds it (PS3.5 6.2)
 
 
-def _modality_list(session: Session) -> ColumnElement[Any]:
+# The aggregates of study and series searches, built once: building SQL expressions costs more per request
+# than the query they belong to, and they are immutable, so one serves every statement and thread.
+_SERIES_COUNT, _INSTANCE_COUNT = func.count(distinct(I.series_instance_uid)), func.count()
+
+
+@cache
+def _first(keyword: str) -> ColumnElement[Any]:
+    """An attribute of a study or series search: the same in every row of the group (taken from any one)."""
+    column = ATTRIBUTES[keyword].column
+    assert column is not None
+    return func.min(column)
+
+
+@cache
+def _modality_list(dialect: str) -> ColumnElement[Any]:
     """The distinct non-empty modalities of a group, joined by SEPARATOR (one aggregate, either database)."""
     modality = case((I.modality != "", I.modality))
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect == "postgresql":
         return func.string_agg(distinct(modality), SEPARATOR)
     return func.group_concat(distinct(modality))   # SQLite: with DISTINCT only the default separator ","
 
