@@ -3,7 +3,9 @@
 `read_instance_header` answers an `InstanceHeader`: the identifying UIDs, the
 transfer syntax from the File Meta Information, and the Patient, General
 Study, General Series and General Image attributes the hub records and
-queries on (PS3.3 C.7.1.1, C.7.2.1, C.7.3.1, C.7.6.1). A file without the
+queries on (PS3.3 C.7.1.1, C.7.2.1, C.7.3.1, C.7.6.1); plain single values
+are taken from the elements' bytes, the rest decoded by pydicom, with the same
+result (`_HeaderValues`). A file without the
 Part 10 preamble and "DICM" prefix, without a File Meta Information transfer
 syntax, or without a valid SOP Class, SOP Instance, Study Instance or Series
 Instance UID raises `InvalidDicom`. The UIDs must satisfy PS3.5 9.1
@@ -22,9 +24,12 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from functools import cache
 from typing import BinaryIO
 
 import pydicom
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
@@ -147,8 +152,7 @@ def issuer_of_patient_id(dataset: Dataset) -> str:
     return text_value(dataset, "IssuerOfPatientID")
 
 
-def _required_uid(dataset: Dataset, keyword: str, name: str) -> str:
-    value = text_value(dataset, keyword)
+def _required_uid(value: str, name: str) -> str:
     if not value:
         raise InvalidDicom(f"missing required attribute {name}")
     if not is_valid_uid(value):
@@ -166,35 +170,109 @@ def _number(dataset: Dataset, keyword: str) -> int | None:
         return None
 
 
+# Value representations whose values are in the default repertoire whatever the Specific Character Set says
+# (PS3.5 6.1.2.3); and the character sets whose text is read here without pydicom (no Specific Character Set is
+# the default repertoire: bytes beyond ASCII then go to pydicom, which has its own fallback).
+_REPERTOIRE_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
+_DATES_AND_NUMBERS = frozenset({"DA", "DS", "DT", "IS", "TM"})     # pydicom pads these off with spaces only
+_ENCODINGS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf-8"}
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+@cache
+def _tag(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(keyword)
+    return tag
+
+
+class _HeaderValues:
+    """The header's attributes of one data set, read from the element's bytes where that plainly gives what
+    pydicom's decoding would (one value in ASCII, Latin-1 or UTF-8 as declared, no nulls, no code
+    extensions), else through pydicom.
+
+    pydicom turns each element it is asked for into a DataElement, with its character set looked up and its
+    value checked: most of the time STOW-RS and C-STORE spend on an instance went there.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        # pydicom has decoded this element already, to know how to decode the others; several values join with
+        # "\\" and so are not found
+        self.encoding = _ENCODINGS.get(text_value(dataset, "SpecificCharacterSet"))
+
+    def _raw(self, tag: int, vr: str, encoding: str = "ascii") -> str | None:
+        """The element's single value as text, "" when absent; None when pydicom must decode it."""
+        element = self.dataset.get_item(tag)
+        if element is None:
+            return ""
+        if not isinstance(element, RawDataElement) or not isinstance(element.value, bytes):
+            return None
+        if (element.VR or dictionary_VR(tag)) != vr:
+            return None
+        try:
+            text = element.value.decode(encoding).rstrip(" " if vr in _DATES_AND_NUMBERS else "\x00 ")
+        except UnicodeDecodeError:
+            return None
+        if "\\" in text or "\x00" in text or "\x1b" in text:    # several values, a null, a code extension
+            return None
+        return text.strip()
+
+    def text(self, keyword: str, vr: str) -> str:
+        encoding = "ascii" if vr in _REPERTOIRE_VRS else self.encoding
+        value = self._raw(_tag(keyword), vr, encoding) if encoding is not None else None
+        return text_value(self.dataset, keyword) if value is None else value
+
+    def integer(self, keyword: str, vr: str) -> int | None:
+        tag = _tag(keyword)
+        element = self.dataset.get_item(tag)
+        if element is None:
+            return None
+        if isinstance(element, RawDataElement) and isinstance(element.value, bytes) \
+                and (element.VR or dictionary_VR(tag)) == vr:
+            if vr == "US" and len(element.value) == 2:
+                return int.from_bytes(element.value, "little" if element.is_little_endian else "big")
+            if vr == "IS":
+                text = self._raw(tag, vr)
+                if text == "":
+                    return None
+                if text is not None and _INTEGER.fullmatch(text):
+                    return int(text)
+        return _number(self.dataset, keyword)
+
+
 def _header(dataset: Dataset) -> InstanceHeader:
-    uids = [_required_uid(dataset, keyword, name) for keyword, name in REQUIRED_UIDS]
+    values = _HeaderValues(dataset)
+    uids = [_required_uid(values.text(keyword, "UI"), name) for keyword, name in REQUIRED_UIDS]
+    text, integer = values.text, values.integer
     return InstanceHeader(
         sop_class_uid=uids[0], sop_instance_uid=uids[1], study_instance_uid=uids[2], series_instance_uid=uids[3],
         transfer_syntax_uid=str(dataset.file_meta.TransferSyntaxUID),
-        modality=text_value(dataset, "Modality"),
-        patient_id=text_value(dataset, "PatientID"),
+        modality=text("Modality", "CS"),
+        patient_id=text("PatientID", "LO"),
         issuer_of_patient_id=issuer_of_patient_id(dataset),
-        patient_name=text_value(dataset, "PatientName"),
-        patient_birth_date=text_value(dataset, "PatientBirthDate"),
-        patient_sex=text_value(dataset, "PatientSex"),
-        study_date=text_value(dataset, "StudyDate"),
-        study_time=text_value(dataset, "StudyTime"),
-        accession_number=text_value(dataset, "AccessionNumber"),
-        study_description=text_value(dataset, "StudyDescription"),
-        series_number=_number(dataset, "SeriesNumber"),
-        instance_number=_number(dataset, "InstanceNumber"),
-        series_description=text_value(dataset, "SeriesDescription"),
-        body_part_examined=text_value(dataset, "BodyPartExamined"),
-        referring_physician_name=text_value(dataset, "ReferringPhysicianName"),
-        study_id=text_value(dataset, "StudyID"),
-        institution_name=text_value(dataset, "InstitutionName"),
-        department=text_value(dataset, "InstitutionalDepartmentName"),
-        station_name=text_value(dataset, "StationName"),
-        manufacturer=text_value(dataset, "Manufacturer"),
-        rows=_number(dataset, "Rows"),
-        columns=_number(dataset, "Columns"),
-        bits_allocated=_number(dataset, "BitsAllocated"),
-        number_of_frames=_number(dataset, "NumberOfFrames"),
+        patient_name=text("PatientName", "PN"),
+        patient_birth_date=text("PatientBirthDate", "DA"),
+        patient_sex=text("PatientSex", "CS"),
+        study_date=text("StudyDate", "DA"),
+        study_time=text("StudyTime", "TM"),
+        accession_number=text("AccessionNumber", "SH"),
+        study_description=text("StudyDescription", "LO"),
+        series_number=integer("SeriesNumber", "IS"),
+        instance_number=integer("InstanceNumber", "IS"),
+        series_description=text("SeriesDescription", "LO"),
+        body_part_examined=text("BodyPartExamined", "CS"),
+        referring_physician_name=text("ReferringPhysicianName", "PN"),
+        study_id=text("StudyID", "SH"),
+        institution_name=text("InstitutionName", "LO"),
+        department=text("InstitutionalDepartmentName", "LO"),
+        station_name=text("StationName", "SH"),
+        manufacturer=text("Manufacturer", "LO"),
+        rows=integer("Rows", "US"),
+        columns=integer("Columns", "US"),
+        bits_allocated=integer("BitsAllocated", "US"),
+        number_of_frames=integer("NumberOfFrames", "IS"),
         has_pixel_data=any(tag in dataset for tag in PIXEL_DATA_TAGS),
     )
 

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
+from collections.abc import Callable
 
 import pytest
-from pydicom import Dataset, config
+from pydicom import Dataset, config, dcmread
 from pydicom.uid import (
     CTImageStorage,
     DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     MRImageStorage,
     RLELossless,
 )
 
-from repository.dicomfile import InstanceHeader, InvalidDicom, is_valid_uid, read_instance_header
+from repository.dicomfile import InstanceHeader, InvalidDicom, is_valid_uid, read_instance_header, text_value
 from tests.factories.dicom import instance_bytes, make_instance
 
 
@@ -156,3 +159,102 @@ def test_a_file_meta_without_transfer_syntax_is_refused() -> None:
 ])
 def test_is_valid_uid(value: str, valid: bool) -> None:
     assert is_valid_uid(value) is valid
+
+
+# -- the header read from the elements' bytes gives exactly what pydicom's decoding gives ----------------------
+
+TEXT_FIELDS = {
+    "sop_class_uid": "SOPClassUID", "sop_instance_uid": "SOPInstanceUID", "study_instance_uid": "StudyInstanceUID",
+    "series_instance_uid": "SeriesInstanceUID", "modality": "Modality", "patient_id": "PatientID",
+    "patient_name": "PatientName", "patient_birth_date": "PatientBirthDate", "patient_sex": "PatientSex",
+    "study_date": "StudyDate", "study_time": "StudyTime", "accession_number": "AccessionNumber",
+    "study_description": "StudyDescription", "series_description": "SeriesDescription",
+    "body_part_examined": "BodyPartExamined", "referring_physician_name": "ReferringPhysicianName",
+    "study_id": "StudyID", "institution_name": "InstitutionName", "department": "InstitutionalDepartmentName",
+    "station_name": "StationName", "manufacturer": "Manufacturer",
+}
+NUMBER_FIELDS = {"series_number": "SeriesNumber", "instance_number": "InstanceNumber", "rows": "Rows",
+                 "columns": "Columns", "bits_allocated": "BitsAllocated", "number_of_frames": "NumberOfFrames"}
+
+
+def decoded_by_pydicom(data: bytes) -> dict[str, object]:
+    """The oracle: every field through pydicom's own decoding of the element."""
+    ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+    fields: dict[str, object] = {field: text_value(ds, keyword) for field, keyword in TEXT_FIELDS.items()}
+    for field, keyword in NUMBER_FIELDS.items():
+        value = ds.get(keyword)
+        try:
+            fields[field] = None if value is None or value == "" else int(value)
+        except (TypeError, ValueError):
+            fields[field] = None
+    return fields
+
+
+def patched(ds: Dataset, replacements: dict[str, bytes], charset: str | None = None) -> bytes:
+    """The instance with some values' bytes replaced as written (placeholders of the same length), so that
+    padding, nulls and undeclared bytes reach the reader exactly."""
+    if charset is not None:
+        ds.SpecificCharacterSet = charset
+    placeholders = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")         # a placeholder is no valid date or number
+        for n, (keyword, raw) in enumerate(replacements.items()):
+            if not raw:
+                setattr(ds, keyword, "")
+                continue
+            number = keyword in ("InstanceNumber", "SeriesNumber")     # IS: pydicom takes only numbers
+            placeholder = str(98765430 + n).rjust(len(raw)) if number else f"Q{n}".ljust(len(raw), "Z")
+            setattr(ds, keyword, placeholder)
+            placeholders[placeholder.encode()] = raw
+    data = written_without_validation(ds)
+    for placeholder, raw in placeholders.items():
+        assert data.count(placeholder) == 1
+        data = data.replace(placeholder, raw)
+    return data
+
+
+def plain() -> Dataset:
+    return make_instance(patient_id="PAT-7", series_number=4, instance_number=12)
+
+
+def big_endian() -> Dataset:
+    ds = plain()
+    del ds.PixelData             # pydicom encodes no big endian pixel data; the header is what is read here
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    return ds
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(lambda: instance_bytes(plain()), id="explicit-little"),
+    pytest.param(lambda: instance_bytes(make_instance(transfer_syntax=ImplicitVRLittleEndian)), id="implicit"),
+    pytest.param(lambda: instance_bytes(big_endian()), id="explicit-big"),
+    pytest.param(lambda: patched(plain(), {"PatientName": "Yamada^Tarou=山田^太郎".encode(),
+                                           "InstitutionName": "Klinikum Müller".encode()}, "ISO_IR 192"),
+                 id="utf-8-declared"),
+    pytest.param(lambda: patched(plain(), {"PatientName": "Müller^Hans".encode("latin-1")}, "ISO_IR 100"),
+                 id="latin-1-declared"),
+    pytest.param(lambda: patched(plain(), {"PatientName": "Müller^Hans ".encode()}, ""), id="utf-8-undeclared"),
+    pytest.param(lambda: patched(plain(), {"PatientName": "Müller^Hans".encode()}, "ISO_IR 6"),
+                 id="utf-8-declared-ascii"),
+    pytest.param(lambda: patched(plain(), {"PatientName": b"M\x1b-A\xfcller^Hans"}, "ISO_IR 100"),
+                 id="latin-1-escape"),
+    pytest.param(lambda: patched(plain(), {"PatientName": "Yamada^Tarou=\x1b$B;3ED\x1b(B".encode("latin-1")},
+                                 "\\ISO 2022 IR 87"), id="iso-2022"),
+    pytest.param(lambda: patched(plain(), {"PatientID": b"PAT-7\x00", "StationName": b" CT01 ",
+                                           "AccessionNumber": b"A\x00B ", "Modality": b"CT\\PT "}),
+                 id="padding-nulls-multiple-values"),
+    pytest.param(lambda: patched(plain(), {"StudyDate": b"20260115\x00\x00", "StudyTime": b" 093000 "}),
+                 id="dates-padded"),
+    pytest.param(lambda: patched(plain(), {"InstanceNumber": b"+7      ", "SeriesNumber": b"  04    "}),
+                 id="integers"),
+    pytest.param(lambda: patched(plain(), {"InstanceNumber": b"1.0     ", "SeriesNumber": b"        "}),
+                 id="integers-odd"),
+    pytest.param(lambda: patched(plain(), {"StudyDescription": b"", "PatientName": b"  "}), id="empty"),
+])
+def test_the_header_is_what_pydicom_decodes(data: Callable[[], bytes]) -> None:
+    written = data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")           # pydicom warns of "1.0" as an IS, on either path
+        header = read_instance_header(io.BytesIO(written))
+        expected = decoded_by_pydicom(written)
+    assert {field: getattr(header, field) for field in (*TEXT_FIELDS, *NUMBER_FIELDS)} == expected
