@@ -66,12 +66,17 @@ class Held:
 
     @classmethod
     def of(cls, r: DicomInstance) -> Held:
-        return cls(r.study_instance_uid, r.series_instance_uid, r.sop_instance_uid, r.sop_class_uid,
-                   r.transfer_syntax_uid, r.sha256, r.patient_id, r.number_of_frames, r.size)
+        return cls(*(getattr(r, column.key) for column in HELD_COLUMNS))
 
     @property
     def frame_count(self) -> int:
         return self.number_of_frames or 1
+
+
+# `Held`'s fields, in order, as columns of the instance table
+HELD_COLUMNS = (DicomInstance.study_instance_uid, DicomInstance.series_instance_uid, DicomInstance.sop_instance_uid,
+                DicomInstance.sop_class_uid, DicomInstance.transfer_syntax_uid, DicomInstance.sha256,
+                DicomInstance.patient_id, DicomInstance.number_of_frames, DicomInstance.size)
 
 
 def find_instances(session: Session, caller: Caller, study_uid: str, series_uid: str | None = None,
@@ -82,12 +87,13 @@ def find_instances(session: Session, caller: Caller, study_uid: str, series_uid:
         conditions.append(DicomInstance.series_instance_uid == series_uid)
     if sop_instance_uid is not None:
         conditions.append(DicomInstance.sop_instance_uid == sop_instance_uid)
-    rows = session.scalars(select(DicomInstance).where(*conditions).order_by(*STUDY_ORDER)).all()
+    # The columns a retrieve needs, not whole rows: a study of hundreds of instances is read on every request.
+    rows = session.execute(select(*HELD_COLUMNS).where(*conditions).order_by(*STUDY_ORDER)).all()
     if not rows:
         what = (f"instance {sop_instance_uid}" if sop_instance_uid else
                 f"series {series_uid}" if series_uid else f"study {study_uid}")
         raise NotFound(f"no {what} here (or not one this organisation may see)")
-    return [Held.of(r) for r in rows]
+    return [Held(*row) for row in rows]
 
 
 def choose_syntax(stored: str, wanted: Sequence[str]) -> str | None:
