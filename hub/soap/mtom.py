@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import IO, BinaryIO, cast
+from typing import IO, Any, BinaryIO, cast
 from urllib.parse import quote, unquote
 
 from hub.errors import PayloadTooLarge, SenderFault
@@ -67,20 +67,26 @@ class MimePart:
 
 
 @dataclass
-class Attachment:
-    """A non-root MIME part, spooled to a temporary file while its hashes are computed."""
+class BodyPart:
+    """A part of a multipart/related body, spooled to a temporary file (`iter_parts`: not hashed)."""
 
-    content_id: str          # without angle brackets
+    content_id: str          # without angle brackets; "" when the part has none
     content_type: str        # the part's media type (lowercase), e.g. application/pdf
     size: int
-    sha1: str                # lowercase hex of the decoded bytes
-    sha256: str              # lowercase hex
     file: BinaryIO           # temporary file holding the bytes
 
     def open(self) -> BinaryIO:
         """The spooled bytes from the start; the caller reads them and leaves the file to `close`."""
         self.file.seek(0)
         return self.file
+
+
+@dataclass
+class Attachment(BodyPart):
+    """A non-root MIME part of an MTOM message, spooled while its hashes are computed."""
+
+    sha1: str                # lowercase hex of the decoded bytes
+    sha256: str              # lowercase hex
 
 
 @dataclass
@@ -250,20 +256,22 @@ def _read_root(reader: _PartReader, headers: dict[str, str], limit: int) -> Mime
     return MimePart(headers, bytes(content))
 
 
-def _spool(reader: _PartReader, headers: dict[str, str], content_id: str,
-           spool_dir: str | os.PathLike[str] | None, memory: int) -> Attachment:
+def _spool_body(reader: _PartReader, headers: dict[str, str], spool_dir: str | os.PathLike[str] | None,
+                memory: int, digests: tuple[Any, ...] = ()) -> tuple[BinaryIO, int]:
+    """The current part's decoded content in a temporary file, and its size; each of `digests` (hashlib
+    objects) is fed the content on the way."""
     encoding = _transfer_encoding(headers)
     where = None if spool_dir is None else os.fspath(spool_dir)
     # A small part stays in memory; a TemporaryFile is unlinked at once, so nothing is ever left on disk.
     file = (cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=memory, dir=where)) if memory > 0
             else tempfile.TemporaryFile(dir=where))
-    sha1, sha256, size = hashlib.sha1(), hashlib.sha256(), 0
+    size = 0
 
     def write(data: bytes) -> None:
         nonlocal size
         file.write(data)
-        sha1.update(data)
-        sha256.update(data)
+        for digest in digests:
+            digest.update(data)
         size += len(data)
 
     try:
@@ -272,8 +280,15 @@ def _spool(reader: _PartReader, headers: dict[str, str], content_id: str,
     except BaseException:
         file.close()
         raise
+    return file, size
+
+
+def _spool(reader: _PartReader, headers: dict[str, str], content_id: str,
+           spool_dir: str | os.PathLike[str] | None, memory: int) -> Attachment:
+    sha1, sha256 = hashlib.sha1(), hashlib.sha256()
+    file, size = _spool_body(reader, headers, spool_dir, memory, (sha1, sha256))
     media_type = parse_content_type(headers.get("content-type")).media_type
-    return Attachment(content_id, media_type, size, sha1.hexdigest(), sha256.hexdigest(), file)
+    return Attachment(content_id, media_type, size, file, sha1=sha1.hexdigest(), sha256=sha256.hexdigest())
 
 
 def read_multipart(stream: IO[bytes], boundary: str, start: str | None, *, max_bytes: int,
@@ -314,21 +329,23 @@ def read_multipart(stream: IO[bytes], boundary: str, start: str | None, *, max_b
 
 def iter_parts(stream: IO[bytes], boundary: str, *, max_bytes: int,
                spool_dir: str | os.PathLike[str] | None = None,
-               chunk_size: int = 64 * 1024) -> Iterator[Attachment]:
+               chunk_size: int = 64 * 1024) -> Iterator[BodyPart]:
     """Each part of any multipart/related body (RFC 2387), in order, spooled one at a time (DICOMweb STOW-RS).
 
     Unlike `read_multipart` no part is a root and a Content-ID is optional
-    (`Attachment.content_id` is then ""). A part is spooled to a temporary
-    file (in memory up to MEMORY_SPOOL) while it is hashed, handed to the
-    consumer, and closed when the consumer asks for the next one, so at most
-    one part is held whatever the body weighs. A truncated or malformed body
-    raises SenderFault, more than `max_bytes` PayloadTooLarge, both only once
-    the parts before the fault have been handed out.
+    (`BodyPart.content_id` is then ""). A part is spooled to a temporary
+    file (in memory up to MEMORY_SPOOL), handed to the consumer, and closed
+    when the consumer asks for the next one, so at most one part is held
+    whatever the body weighs. It is not hashed: the consumer hashes what it
+    keeps. A truncated or malformed body raises SenderFault, more than
+    `max_bytes` PayloadTooLarge, both only once the parts before the fault
+    have been handed out.
     """
     reader = _PartReader(stream, boundary, max_bytes, chunk_size)
     while (headers := reader.next_headers()) is not None:
         content_id = headers.get("content-id", "").strip().strip("<>")
-        part = _spool(reader, headers, content_id, spool_dir, MEMORY_SPOOL)
+        file, size = _spool_body(reader, headers, spool_dir, MEMORY_SPOOL)
+        part = BodyPart(content_id, parse_content_type(headers.get("content-type")).media_type, size, file)
         try:
             yield part
         finally:

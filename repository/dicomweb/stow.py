@@ -79,7 +79,7 @@ INGEST_REFUSALS: tuple[tuple[type[InvalidDicom], FailureReason], ...] = (
 
 
 class SpooledPart(Protocol):
-    """One part of the request body, spooled (hub.soap.mtom.Attachment)."""
+    """One part of the request body, spooled (hub.soap.mtom.BodyPart)."""
 
     content_type: str
     file: BinaryIO

@@ -114,7 +114,7 @@ def test_without_url_the_bundle_must_name_one(settings: Settings) -> None:
 def spooled(content_id: str, data: bytes) -> Attachment:
     file = tempfile.TemporaryFile()
     file.write(data)
-    return Attachment(content_id, "application/octet-stream", len(data), "", "", file)
+    return Attachment(content_id, "application/octet-stream", len(data), file, sha1="", sha256="")
 
 
 def far_answer(repository: str, documents: dict[str, bytes], errors: list[XdsError] | None = None,
