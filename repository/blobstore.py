@@ -323,6 +323,7 @@ class BatchedPuts:
     def __init__(self, store: FileBlobStore) -> None:
         self.store = store
         self._pending: dict[str, Path] = {}      # sha256 -> its temporary file
+        self.written: list[str] = []             # every blob this batch wrote (not those found stored)
         self._held: set[Path] = set()            # directories of blobs found already stored
 
     def put(self, stream: BinaryIO, max_bytes: int | None = None) -> StoredBlob:
@@ -338,6 +339,7 @@ class BatchedPuts:
                     self._held.add(final.parent)   # its directory entry may not be synced yet by its writer
                 return blob
             self._pending[blob.sha256] = temporary
+            self.written.append(blob.sha256)
             return blob
         except BaseException:
             temporary.unlink(missing_ok=True)

@@ -129,7 +129,7 @@ def _studies_locked(session: Session) -> set[str]:
     return mark[1]  # type: ignore[no-any-return]
 
 
-class _Held:
+class _BatchCheck:
     """What the database holds of a batch's instances and studies, read with a few statements for the batch."""
 
     def __init__(self, session: Session, batch: Sequence[Prepared]) -> None:
@@ -221,11 +221,11 @@ def record_all(session: Session, batch: Sequence[Prepared]) -> list[Ingested | I
     the whole batch: one read of the instances held, one of their studies, and the inserts together."""
     if not batch:
         return []
-    held = _Held(session, batch)
+    check = _BatchCheck(session, batch)
     outcomes: list[Ingested | InvalidDicom] = []
     for prepared in batch:
         try:
-            outcomes.append(held.take(session, prepared))
+            outcomes.append(check.take(session, prepared))
         except InvalidDicom as exc:
             outcomes.append(exc)
     session.flush()

@@ -254,7 +254,8 @@ def store_instances(session: Session, store: BlobStore, parts: Iterable[SpooledP
         if batch is not None:
             batch.discard()
         session.rollback()
-        reclaim_unreferenced(session, store, put)
+        # Only what this request wrote: bytes it found stored may belong to another request in flight.
+        reclaim_unreferenced(session, store, batch.written if batch is not None else put)
         session.rollback()
         raise
     return result

@@ -13,6 +13,7 @@ from sqlalchemy import event, func, select
 
 from hub.audit.tables import AuditRecord
 from hub.db import Database
+from hub.errors import SenderFault
 from hub.security.identity import Caller
 from repository.blobstore import FileBlobStore
 from repository.dicomweb.stow import FailureReason, store_instances
@@ -206,3 +207,20 @@ def test_bytes_found_stored_but_reclaimed_before_the_rows_are_refused_not_record
     assert "removed meanwhile" in result.failed[0].message
     with database.session() as session:
         assert session.get(DicomInstance, str(lost.SOPInstanceUID)) is None
+
+
+def test_a_failed_request_reclaims_only_the_bytes_it_wrote(database: Database, file_store: FileBlobStore,
+                                                          caller: Caller) -> None:
+    """Bytes found stored already may be another request's, in flight: a body that breaks off leaves them."""
+    theirs, mine = make_study(n_series=1, per_series=2)
+    their_bytes = instance_bytes(theirs)
+    address = file_store.put(io.BytesIO(their_bytes)).sha256      # stored by a request not yet committed
+
+    def parts() -> Iterator[_Part]:
+        yield _Part(DICOM, io.BytesIO(their_bytes))
+        yield _Part(DICOM, io.BytesIO(instance_bytes(mine)))
+        raise SenderFault("multipart body is truncated")
+
+    with database.new_session() as session, pytest.raises(SenderFault):
+        store_instances(session, file_store, parts(), Sender(caller.organisation_id, caller.organisation_oid))
+    assert blob_files(file_store) == [address]
