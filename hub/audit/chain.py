@@ -122,6 +122,9 @@ def append(session: Session, entry: Entry, signing_key: Path | None = None,
     connection = session.connection()
     connection.execute(_INSERT_RECORD, values)
     connection.execute(_MOVE_HEAD, {"seq": seq, "hash": chain_hash})
+    loaded = session.identity_map.get(session.identity_key(AuditHead, HEAD_ID))
+    if loaded is not None:       # the ORM read the head earlier in this session: not the head any more
+        session.expire(loaded)
     if signing_key is not None and seq % CHECKPOINT_EVERY == 0:
         connection.execute(insert(_CHECKPOINTS), dict(
             seq=seq, hash=chain_hash, signature=sign_checkpoint(signing_key, seq, chain_hash),

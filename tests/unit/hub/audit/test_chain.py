@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import delete, select, update
 
-from hub.audit.chain import CHECKPOINT_EVERY, Entry, append, content_hash
+from hub.audit.chain import CHECKPOINT_EVERY, HEAD_ID, Entry, append, content_hash
 from hub.audit.tables import AuditCheckpoint, AuditHead, AuditRecord
 from hub.audit.verify import verify_chain
 from hub.db import Database
@@ -204,3 +204,14 @@ def test_records_deleted_without_an_archive_are_caught(database: Database, key: 
     with database.session() as session:
         session.execute(delete(AuditRecord).where(AuditRecord.seq <= 3))
     assert problem(database, key).startswith("record 1: deleted")
+
+
+def test_a_head_the_session_read_before_an_append_is_read_afresh_after_it(database: Database) -> None:
+    with database.session() as session:
+        append(session, entry(1))
+    with database.session() as session:
+        before = session.scalar(select(AuditHead).where(AuditHead.id == HEAD_ID))
+        assert before is not None and before.seq == 1
+        written = append(session, entry(2))
+        after = session.scalar(select(AuditHead).where(AuditHead.id == HEAD_ID))
+        assert after is not None and (after.seq, after.hash) == (2, written.hash)
