@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import copy
 import json
+import queue
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import requests
 from lxml import etree
@@ -123,6 +125,44 @@ class HubClient:
         )
         with response:
             return read_answer(response)
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
+class ClientPool(Generic[C]):
+    """Idle clients per destination (a kept TLS connection and a cached token each), one request at a time each.
+
+    `client(key, connect)` lends an idle client of `key`, or a new one from
+    `connect`; it goes back when the block ends, and is closed instead when
+    the block raises: a broken connection or a stale token is not kept.
+    """
+
+    def __init__(self) -> None:
+        self._idle: dict[Hashable, queue.SimpleQueue[C]] = {}
+
+    @contextmanager
+    def client(self, key: Hashable, connect: Callable[[], C]) -> Iterator[C]:
+        idle = self._idle.setdefault(key, queue.SimpleQueue())
+        try:
+            client = idle.get_nowait()
+        except queue.Empty:
+            client = connect()
+        try:
+            yield client
+        except BaseException:
+            client.close()
+            raise
+        idle.put(client)
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            while not idle.empty():
+                idle.get_nowait().close()
 
 
 def read_answer(response: requests.Response, max_bytes: int = 1 << 40) -> SoapAnswer:

@@ -43,11 +43,9 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -58,6 +56,7 @@ import requests
 import urllib3
 from sqlalchemy.orm import Session
 
+from hub.client import ClientPool
 from hub.errors import RepositoryError, SoapFault, XdsError
 from hub.federation.xca import (
     ACTION_CROSS_GATEWAY_RETRIEVE,
@@ -273,13 +272,13 @@ class Forwarder:
         self.communities = dict(communities or {})
         self.home_community_id = home_community_id
         self._connect = connect
-        self._idle: dict[str, queue.SimpleQueue[Transport]] = {}
+        self._pool: ClientPool[Transport] = ClientPool()
 
     def with_communities(self, communities: Mapping[str, Route]) -> Forwarder:
         """This forwarder, also sending DocumentRequests whose HomeCommunityId is one of `communities` to that
         community's responding gateway (XCA initiating gateway); idle connections are shared."""
         both = Forwarder(self.routes, self.home_community_id, self._connect, communities)
-        both._idle = self._idle
+        both._pool = self._pool
         return both
 
     def route_for(self, request: DocumentRequest) -> Route | None:
@@ -301,23 +300,7 @@ class Forwarder:
         return self.route_for(request) is not None
 
     def close(self) -> None:
-        for idle in self._idle.values():
-            while not idle.empty():
-                idle.get_nowait().close()
-
-    @contextmanager
-    def _client(self, route: Route) -> Iterator[Transport]:
-        idle = self._idle.setdefault(route.key, queue.SimpleQueue())
-        try:
-            client = idle.get_nowait()
-        except queue.Empty:
-            client = self._connect(route)
-        try:
-            yield client
-        except BaseException:
-            client.close()      # a broken connection or a stale token is not kept
-            raise
-        idle.put(client)
+        self._pool.close()
 
     # -- ITI-43 --
 
@@ -388,7 +371,7 @@ class Forwarder:
         route = group.route
         uids = [r.document_unique_id for r in group.requests]
         try:
-            with self._client(route) as client:
+            with self._pool.client(route.key, partial(self._connect, route)) as client:
                 answer = client.mtom(group.path, group.action, group.body(), scope=SCOPE)
                 trouble = _answer_trouble(answer, route)
                 if trouble is not None:

@@ -15,7 +15,6 @@ and a token from the peer's token endpoint.
 from __future__ import annotations
 
 import logging
-import queue
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -28,13 +27,13 @@ from sqlalchemy.orm import Session
 from hub.audit.events import Party, stored_query
 from hub.audit.message import Outcome
 from hub.audit.web import hub_party, source_id, write_event
-from hub.client import HubClient
+from hub.client import ClientPool, HubClient
 from hub.errors import SoapFault, XdsError
 from hub.federation.patients import to_domain
 from hub.federation.peers import PeerTarget
 from hub.federation.xca import ACTION_CROSS_GATEWAY_QUERY, QUERY_PATH
 from registry.ebrim import names as n
-from registry.ebrim.render import render_adhoc_query_request
+from registry.ebrim.render import render_adhoc_query_request, render_registry_error
 from registry.model import StoredQuery
 from registry.vocabulary import ErrorCode, ResponseStatus, Severity
 
@@ -72,31 +71,28 @@ def _unreachable(peer: PeerTarget, reason: str) -> PeerAnswer:
     return PeerAnswer(peer, None, reason)
 
 
-# Idle clients per peer (a kept TLS connection and a cached token each), one request at a time each.
-_IDLE: dict[PeerTarget, queue.SimpleQueue[HubClient]] = {}
+_POOL: ClientPool[HubClient] = ClientPool()     # the peers' clients, kept between queries
+
+
+class _NotAnAnswer(Exception):
+    """The peer answered, but not with an AdhocQueryResponse (a refused token, a fault)."""
 
 
 def _ask(peer: PeerTarget, request: etree._Element, timeout: float) -> PeerAnswer:
-    idle = _IDLE.setdefault(peer, queue.SimpleQueue())
     try:
-        client = idle.get_nowait()
-    except queue.Empty:
-        client = HubClient(peer.bundle, base_url=peer.base_url, timeout=timeout)
-    client.timeout = timeout
-    try:
-        answer = client.soap(QUERY_PATH, ACTION_CROSS_GATEWAY_QUERY, request, scope="xds:query")
-        body = answer.body
+        with _POOL.client(peer, lambda: HubClient(peer.bundle, base_url=peer.base_url, timeout=timeout)) as client:
+            client.timeout = timeout
+            answer = client.soap(QUERY_PATH, ACTION_CROSS_GATEWAY_QUERY, request, scope="xds:query")
+            body = answer.body
+            if body.tag != n.ADHOC_QUERY_RESPONSE:      # the client is not kept: the next query starts afresh
+                raise _NotAnAnswer(f"answered {etree.QName(body).localname} (HTTP {answer.status}), "
+                                   "not an AdhocQueryResponse")
+    except _NotAnAnswer as exc:
+        return _unreachable(peer, str(exc))
     except SoapFault as exc:   # what parsing the answer found wrong with it
-        client.close()
         return _unreachable(peer, f"its answer is not a SOAP message: {str(exc)[:300]}")
     except Exception as exc:   # anything else a peer can do wrong: network, TLS, HTTP
-        client.close()
         return _unreachable(peer, f"{type(exc).__name__}: {str(exc)[:300]}")
-    if body.tag != n.ADHOC_QUERY_RESPONSE:
-        client.close()          # a refused token or a fault: the next query starts afresh
-        return _unreachable(peer, f"answered {etree.QName(body).localname} (HTTP {answer.status}), "
-                                  "not an AdhocQueryResponse")
-    idle.put(client)
     return PeerAnswer(peer, body)
 
 
@@ -125,16 +121,6 @@ def _unavailable(answer: PeerAnswer) -> XdsError:
     return XdsError(f"community {answer.peer.home_community_id} ({answer.peer.name}) is unavailable: "
                     f"{answer.failure}", answer.peer.home_community_id, ErrorCode.UNAVAILABLE_COMMUNITY,
                     Severity.ERROR)
-
-
-def _error_element(error: XdsError) -> etree._Element:
-    element = etree.Element(n.REGISTRY_ERROR, nsmap=n.NSMAP)
-    element.set("errorCode", error.code.value)
-    element.set("codeContext", error.message)
-    if error.location:
-        element.set("location", error.location)
-    element.set("severity", error.severity.value)
-    return element
 
 
 def record_peer_queries(session: Session, answers: Sequence[PeerAnswer], query_id: str, query_xml: bytes,
@@ -168,7 +154,7 @@ def merge_answers(local: etree._Element, home: str, answers: Sequence[PeerAnswer
     peers_ok = False
     for answer in answers:
         if answer.response is None:
-            errors.append(_error_element(_unavailable(answer)))
+            errors.append(render_registry_error(_unavailable(answer)))
             continue
         status = answer.response.get("status", "")
         peers_ok = peers_ok or status != ResponseStatus.FAILURE.value

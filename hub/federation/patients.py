@@ -154,11 +154,8 @@ def _rehome_entries(session: Session, organisation_id: int, local_id: str, domai
 
 def to_domain(session: Session, organisation_id: int | None, patient_id: str) -> str:
     """The domain id the organisation's `patient_id` is linked to, else `patient_id` unchanged."""
-    if organisation_id is None:
-        return patient_id
-    linked = session.scalar(select(PatientLink.domain_id).where(PatientLink.organisation_id == organisation_id,
-                                                                PatientLink.local_id == patient_id).limit(1))
-    return linked or patient_id
+    link = find_link(session, organisation_id, patient_id) if organisation_id is not None else None
+    return link.domain_id if link is not None else patient_id
 
 
 def is_known(session: Session, patient_id: str, settings: Settings) -> bool:

@@ -24,7 +24,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from hub.clock import as_utc
-from hub.credentials import hash_secret, new_token, same_token, token_digest, verify_secret
+from hub.credentials import hash_secret, new_token, token_digest, verify_secret
 from hub.shares.tables import LAUNCH, LINK, ShareLink, ShareVisit
 
 __all__ = ["LinkGone", "LinkPolicy", "NewLink", "ShareRequest", "UnknownLink", "WrongPasscode", "check_passcode",
@@ -130,10 +130,9 @@ def find_link(session: Session, token: str, *, for_update: bool = False) -> Shar
     """The link of `token`, whatever its status; UnknownLink when there is none."""
     if not _well_formed(token):
         raise UnknownLink("no such link")
-    wanted = token_digest(token)
-    query = select(ShareLink).where(ShareLink.token_hash == wanted)
+    query = select(ShareLink).where(ShareLink.token_hash == token_digest(token))
     link = session.scalar(query.with_for_update() if for_update else query)
-    if link is None or not same_token(link.token_hash, wanted):
+    if link is None:            # the lookup compares digests: no timing tells of the token itself
         raise UnknownLink("no such link")
     return link
 

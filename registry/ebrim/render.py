@@ -142,11 +142,19 @@ def _error_list(parent: etree._Element, errors: list[XdsError]) -> None:
     highest = Severity.ERROR if any(e.severity == Severity.ERROR for e in errors) else Severity.WARNING
     error_list = _sub(parent, n.REGISTRY_ERROR_LIST, {"highestSeverity": highest.value})
     for error in errors:
-        el = _sub(error_list, n.REGISTRY_ERROR, {
-            "errorCode": error.code.value, "codeContext": error.message,
-            "location": error.location or None, "severity": error.severity.value,
-        })
-        el.text = error.message
+        render_registry_error(error, error_list)
+
+
+def render_registry_error(error: XdsError, parent: etree._Element | None = None) -> etree._Element:
+    """rs:RegistryError (ITI TF-3 4.2.4.1), added to `parent` (a RegistryErrorList) or standalone."""
+    el = _root(n.REGISTRY_ERROR) if parent is None else etree.SubElement(parent, n.REGISTRY_ERROR)
+    el.set("errorCode", error.code.value)
+    el.set("codeContext", error.message)
+    if error.location:
+        el.set("location", error.location)
+    el.set("severity", error.severity.value)
+    el.text = error.message
+    return el
 
 
 def render_registry_response(status: ResponseStatus, errors: list[XdsError]) -> etree._Element:
