@@ -80,7 +80,7 @@ def check_cx(what: str, value: object) -> str:
 
 def find_link(session: Session, organisation_id: int, local_id: str) -> PatientLink | None:
     return session.scalar(select(PatientLink).where(PatientLink.organisation_id == organisation_id,
-                                                    PatientLink.local_id == local_id))
+                                                    PatientLink.local_id == local_id).limit(1))
 
 
 def links_of(session: Session, organisation_id: int, local_id: str | None = None) -> list[PatientLink]:
