@@ -47,12 +47,19 @@ def _register(caller: Caller, session: Session, soap: SoapRequest) -> etree._Ele
     return render_registry_response(ResponseStatus.SUCCESS, [])
 
 
-def _query(caller: Caller, session: Session, soap: SoapRequest) -> etree._Element:
+def read_query(soap: SoapRequest) -> StoredQuery:
+    """The AdhocQueryRequest of `soap` (ITI-18, ITI-38), what its audit record names noted."""
     details = current_details()
     details.query_xml = etree.tostring(soap.body)
     query = parse_adhoc_query_request(soap.body)
     details.query_id, details.home_community_id = query.query_id, query.home
     details.patient_id = queried_patient(query)
+    return query
+
+
+def _query(caller: Caller, session: Session, soap: SoapRequest) -> etree._Element:
+    query = read_query(soap)
+    details = current_details()
     settings = get_settings()
     peers = federation.peers_to_ask(session, settings, query.home)
     result = QueryResult(query.return_type)

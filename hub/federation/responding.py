@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from hub import get_settings
 from hub.audit import events
-from hub.audit.context import AuditDetails, current_details
+from hub.audit.context import AuditDetails
 from hub.audit.events import Party
 from hub.audit.message import AuditEvent, Outcome
 from hub.errors import MissingHomeCommunityId, UnknownCommunity, XdsError
@@ -58,9 +58,9 @@ from hub.security.identity import Caller
 from hub.soap.endpoint import SoapOperation, handle_soap
 from hub.soap.envelope import SoapRequest
 from hub.soap.http import SoapReply
-from registry.ebrim import parse_adhoc_query_request, render_adhoc_query_response
+from registry.ebrim import render_adhoc_query_response
 from registry.transactions.iti18_query import run_stored_query
-from registry.views import queried_patient, render_result
+from registry.views import read_query, render_result
 from registry.vocabulary import ResponseStatus
 from repository.forwarding import select_documents
 from repository.model import DocumentRequest, ImagingRequest, RetrieveResult
@@ -76,11 +76,7 @@ blueprint = Blueprint("xca_responding", __name__)
 
 def _query(caller: Caller, session: Session, soap: SoapRequest) -> etree._Element:
     home = get_settings().home_community_id
-    details = current_details()
-    details.query_xml = etree.tostring(soap.body)
-    query = parse_adhoc_query_request(soap.body)
-    details.query_id, details.home_community_id = query.query_id, query.home
-    details.patient_id = queried_patient(query)
+    query = read_query(soap)
     if query.home and query.home != home:
         raise UnknownCommunity(f"homeCommunityId {query.home} is not this community ({home})", query.home)
     result = run_stored_query(session, query, caller, get_settings())

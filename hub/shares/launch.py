@@ -84,8 +84,10 @@ def _list(name: str) -> list[str]:
     return [v.strip() for v in request.args.get(name, "").split(",") if v.strip()]
 
 
-def _studies(launcher: Launcher, *conditions: ColumnElement[bool]) -> list[dict[str, object]]:
-    """The studies matching `conditions` the launcher may see, newest first."""
+def _studies(launcher: Launcher, *conditions: ColumnElement[bool],
+             modalities: frozenset[str] = frozenset()) -> list[dict[str, object]]:
+    """The studies matching `conditions` the launcher may see, newest first; with `modalities`, only those
+    holding one of them (ModalitiesInStudy)."""
     rows = get_session().execute(select(
         DicomInstance.study_instance_uid, DicomInstance.study_date, DicomInstance.study_time,
         DicomInstance.study_description, DicomInstance.modality, DicomInstance.accession_number,
@@ -96,7 +98,8 @@ def _studies(launcher: Launcher, *conditions: ColumnElement[bool]) -> list[dict[
                                          "accession": accession, "patient": patient_name, "modalities": set()})
         if modality:
             study["modalities"].add(modality)   # type: ignore[attr-defined]
-    ordered = sorted(studies.values(), key=lambda s: (str(s["date"]), str(s["time"]), str(s["uid"])), reverse=True)
+    ordered = sorted((s for s in studies.values() if not modalities or modalities & s["modalities"]),  # type: ignore[operator]
+                     key=lambda s: (str(s["date"]), str(s["time"]), str(s["uid"])), reverse=True)
     for study in ordered:
         study["modalities"] = ", ".join(sorted(study["modalities"]))   # type: ignore[call-overload]
         study["open"] = f"{PATH}?{urlencode({'requestType': 'STUDY', 'studyUID': study['uid']})}"
@@ -142,10 +145,7 @@ def _patient_request(launcher: Launcher) -> Response:
         conditions.append(DicomInstance.study_date >= lower[:8])
     if upper:
         conditions.append(DicomInstance.study_date <= upper[:8])
-    studies = _studies(launcher, *conditions)
-    modalities = set(_list("modalitiesInStudy"))
-    if modalities:
-        studies = [s for s in studies if modalities & set(str(s["modalities"]).split(", "))]
+    studies = _studies(launcher, *conditions, modalities=frozenset(_list("modalitiesInStudy")))
     most_recent = request.args.get("mostRecentResults", "")
     if most_recent:
         if not most_recent.isdigit() or int(most_recent) < 1:

@@ -125,11 +125,16 @@ def when(value: str) -> str:
     return as_utc(datetime.fromisoformat(value)).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def page(template: str, code: int = 200, **context: Any) -> Response:
-    response = Response(render_template(template, **context), status=code, content_type="text/html; charset=utf-8")
+def _secured(response: Response, cache_control: str) -> Response:
+    """Every answer of the viewer carries the security headers, and says how long it may be kept."""
     response.headers.update(SECURITY_HEADERS)
-    response.headers["Cache-Control"] = "no-store"
+    response.headers["Cache-Control"] = cache_control
     return response
+
+
+def page(template: str, code: int = 200, **context: Any) -> Response:
+    return _secured(Response(render_template(template, **context), status=code,
+                             content_type="text/html; charset=utf-8"), "no-store")
 
 
 def _gone(link: ShareLink, status: str) -> Response:
@@ -249,11 +254,9 @@ def _instance(study: SharedStudy, sop_instance_uid: str) -> DicomInstance:
     return row
 
 
-def _image(data: bytes, media_type: str = "image/jpeg") -> Response:
-    response = Response(data, content_type=media_type)
-    response.headers.update(SECURITY_HEADERS)
-    response.headers["Cache-Control"] = "private, max-age=3600"
-    return response
+def _cacheable(data: bytes, media_type: str = "image/jpeg") -> Response:
+    """Content of a stored instance (a rendered frame, a document): the browser may keep it an hour."""
+    return _secured(Response(data, content_type=media_type), "private, max-age=3600")
 
 
 def _rendered(row: DicomInstance, number: int, options: render.RenderOptions) -> render.Rendered:
@@ -263,10 +266,7 @@ def _rendered(row: DicomInstance, number: int, options: render.RenderOptions) ->
 
 @blueprint.get("/s/<token>/study.json")
 def study_json(token: str) -> Response:
-    response = jsonify(_visiting(token).summary())
-    response.headers.update(SECURITY_HEADERS)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _secured(jsonify(_visiting(token).summary()), "no-store")
 
 
 @blueprint.get("/s/<token>/series/<series_uid>/thumbnail.jpg")
@@ -276,7 +276,7 @@ def thumbnail(token: str, series_uid: str) -> Response:
         abort(404, "no image in this series")
     middle = images[len(images) // 2]
     options = render.RenderOptions(viewport=THUMBNAIL, quality=80)
-    return _image(_rendered(middle, 1, options).image)
+    return _cacheable(_rendered(middle, 1, options).image)
 
 
 @blueprint.get("/s/<token>/instances/<sop_instance_uid>/frames/<int:number>.jpg")
@@ -291,7 +291,7 @@ def frame(token: str, sop_instance_uid: str, number: int) -> Response:
         params["window"] = f"{request.args['window']},linear"
     options = render.parse_render_options(params, "image/jpeg")
     rendered = _rendered(row, number, options)
-    response = _image(rendered.image)
+    response = _cacheable(rendered.image)
     if rendered.window is not None:     # where the viewer's window drag starts
         response.headers["X-Window"] = f"{rendered.window.center:g},{rendered.window.width:g}"
     return response
@@ -311,11 +311,9 @@ def media(token: str, sop_instance_uid: str) -> Response:
     else:
         from pydicom.encaps import generate_fragments
         data = b"".join(generate_fragments(dataset.PixelData))
-    response = Response(data, content_type=MEDIA_TYPES[kind])
-    response.headers.update(SECURITY_HEADERS)
+    response = _cacheable(data, MEDIA_TYPES[kind])
     response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
     response.headers["Content-Disposition"] = "inline"
-    response.headers["Cache-Control"] = "private, max-age=3600"
     return response
 
 
@@ -336,10 +334,8 @@ def download(token: str) -> Response:
         except Exception:
             log.exception("the download of shared study %s broke off", study.link.study_instance_uid)
             raise
-    response = Response(stream_with_context(chunks()), content_type="application/zip")
-    response.headers.update(SECURITY_HEADERS)
+    response = _secured(Response(stream_with_context(chunks()), content_type="application/zip"), "no-store")
     response.headers["Content-Disposition"] = f'attachment; filename="{archive_name(study.link.study_instance_uid)}"'
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -347,9 +343,7 @@ def _json_error(status: int, detail: str) -> Response:
     """What the page's script shows instead of an image or the study."""
     response = jsonify({"status": status, "detail": detail})
     response.status_code = status
-    response.headers.update(SECURITY_HEADERS)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _secured(response, "no-store")
 
 
 @blueprint.errorhandler(HTTPException)

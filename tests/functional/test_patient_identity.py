@@ -57,20 +57,19 @@ def link(app: Flask, party: Party, body: Any, scope: str = "xds:register") -> An
                                   headers={"Authorization": f"Bearer {party.token(app, scope)}"})
 
 
-def register(app: Flask, party: Party, patient: str) -> etree._Element:
-    status, envelope, _ = post_soap(app, ACTION_REGISTER, render_submit_objects_request(submission(patient)),
-                                    party=party, token=party.token(app))
+def _answered(app: Flask, party: Party, action: str, body: etree._Element) -> etree._Element:
+    status, envelope, _ = post_soap(app, action, body, party=party, token=party.token(app))
     assert status == 200
     assert_valid(envelope)
     return envelope
+
+
+def register(app: Flask, party: Party, patient: str) -> etree._Element:
+    return _answered(app, party, ACTION_REGISTER, render_submit_objects_request(submission(patient)))
 
 
 def query(app: Flask, party: Party, patient: str) -> etree._Element:
-    status, envelope, _ = post_soap(app, ACTION_STORED_QUERY, render_adhoc_query_request(find_documents(patient)),
-                                    party=party, token=party.token(app))
-    assert status == 200
-    assert_valid(envelope)
-    return envelope
+    return _answered(app, party, ACTION_STORED_QUERY, render_adhoc_query_request(find_documents(patient)))
 
 
 def found(envelope: etree._Element) -> list[tuple[str | None, list[str]]]:
