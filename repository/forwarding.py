@@ -325,7 +325,7 @@ class Forwarder:
 
     def retrieve_imaging(self, request: ImagingRequest) -> RetrieveResult:
         """RAD-69 for the instances of mapped repositories: the same studies and series, one per repository."""
-        routes = {route.key: route for s in request.studies for se in s.series for d in se.documents
+        routes = {route.key: route for d in request.documents
                   if (route := self.route_for(d)) is not None}
         groups = []
         for key in sorted(routes):
@@ -335,7 +335,7 @@ class Forwarder:
                 continue
             studies = {d.document_unique_id: s.study_instance_uid for s in mine.studies for se in s.series
                        for d in se.documents}
-            documents = tuple(d for s in mine.studies for se in s.series for d in se.documents)
+            documents = tuple(mine.documents)
             if route.community:     # RAD-75 keeps the HomeCommunityId
                 groups.append(_Group(route, XCA_RETRIEVE_PATH, ACTION_CROSS_GATEWAY_RETRIEVE_IMAGING,
                                      partial(render_imaging_request, mine), documents, studies))

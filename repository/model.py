@@ -86,6 +86,11 @@ class ImagingRequest:
     studies: tuple[StudyRequest, ...]
     transfer_syntaxes: tuple[str, ...]
 
+    @property
+    def documents(self) -> list[DocumentRequest]:
+        """Every instance asked for, study by study and series by series."""
+        return [d for study in self.studies for series in study.series for d in series.documents]
+
 
 @dataclass(frozen=True)
 class RetrievedDocument:

@@ -137,8 +137,7 @@ def _retrieve(caller: Caller, session: Session, soap: SoapRequest) -> SoapReply:
 
 def _local_part(request: ImagingRequest, home: str) -> tuple[ImagingRequest | None, list[XdsError]]:
     """The studies, series and instances of `request` this community answers, and an error for each other one."""
-    documents = [d for study in request.studies for series in study.series for d in series.documents]
-    refused = [error for d in documents if (error := _community_error(d, home)) is not None]
+    refused = [error for d in request.documents if (error := _community_error(d, home)) is not None]
     return select_documents(request, lambda d: _community_error(d, home) is None), refused
 
 

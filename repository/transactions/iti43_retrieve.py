@@ -39,14 +39,15 @@ from repository.visibility import batches
 def retrieve_documents(session: Session, store: BlobStore, requests: Sequence[DocumentRequest], caller: Caller,
                        settings: Settings, forwarder: Forwarder | None = None) -> RetrieveResult:
     """Answer each DocumentRequest: here, from the repository `forwarder` maps it to, else with an error."""
-    if forwarder is None or not any(forwarder.handles(r) for r in requests):
+    far = [r for r in requests if forwarder.handles(r)] if forwarder is not None else []
+    if forwarder is None or not far:
         return _retrieve_here(session, store, requests, caller, settings)
     # Forwarded first, so that no database transaction is held open while the far hub answers.
-    forwarded = forwarder.retrieve([r for r in requests if forwarder.handles(r)])
+    forwarded = forwarder.retrieve(far)
     try:
         forwarded = _with_patients(session, forwarded)
-        result = _retrieve_here(session, store, [r for r in requests if not forwarder.handles(r)],
-                                caller, settings)
+        result = _retrieve_here(session, store, [r for r in requests if not forwarder.handles(r)], caller,
+                                settings)
     except BaseException:
         forwarded.release()
         raise

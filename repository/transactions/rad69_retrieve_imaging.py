@@ -80,8 +80,7 @@ class RetrieveImaging:
 
     def run(self, request: ImagingRequest) -> RetrieveResult:
         result = RetrieveResult()
-        uids = sorted({d.document_unique_id for study in request.studies for series in study.series
-                       for d in series.documents})
+        uids = sorted({d.document_unique_id for d in request.documents})
         self.visible = VisibleInstances(self.session, self.caller, uids)
         try:
             for study in request.studies:
@@ -152,5 +151,4 @@ def retrieve_imaging(session: Session, store: BlobStore, request: ImagingRequest
     except BaseException:
         forwarded.release()
         raise
-    return merge_results([d for study in request.studies for series in study.series for d in series.documents],
-                         result, forwarded)
+    return merge_results(request.documents, result, forwarded)
