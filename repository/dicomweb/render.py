@@ -35,8 +35,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 from repository.dicomweb.errors import BadRequest, NotAcceptable
 from repository.dicomweb.pixels import DECODE_ERRORS, decode_frame
 
-__all__ = ["RENDERED_TYPES", "RenderOptions", "Rendered", "Window", "parse_render_options", "render", "render_frame",
-           "voi_window"]
+__all__ = ["RENDERED_TYPES", "RenderOptions", "Rendered", "Window", "parse_render_options", "render", "voi_window"]
 
 RENDERED_TYPES = ("image/jpeg", "image/png")    # the first is the default
 FUNCTIONS = {"linear": "LINEAR", "linear-exact": "LINEAR_EXACT", "sigmoid": "SIGMOID"}
@@ -226,13 +225,9 @@ class Rendered:
     window: Window | None      # the VOI window a grey frame went through; None for colour or a VOI LUT
 
 
-def render_frame(dataset: Dataset, number: int, options: RenderOptions) -> bytes:
-    """Frame `number` (from 1) of the instance as options.media_type; NotAcceptable when it cannot be rendered."""
-    return render(dataset, number, options).image
-
-
 def render(dataset: Dataset, number: int, options: RenderOptions) -> Rendered:
-    """`render_frame`, with the window used (a viewer adjusting it starts from there)."""
+    """Frame `number` (from 1) of the instance as options.media_type, with the window it went through (where a
+    viewer adjusting it starts); NotAcceptable when it cannot be rendered."""
     frame = decode_frame(dataset, number)
     window = None
     try:

@@ -41,7 +41,7 @@ from pydicom.uid import (
 from repository import render_cache
 from repository.dicomweb.errors import NotAcceptable, NotFound
 from repository.dicomweb.pixels import decode_frame, describe_transfer_syntax
-from repository.dicomweb.render import RenderOptions, Window, render_frame
+from repository.dicomweb.render import RenderOptions, Window, render
 from repository.render_cache import RenderCache, cache_key, shared_cache
 from tests.factories.dicom import instance_bytes, make_instance, pixel_values
 from tests.unit.repository.dicomweb import conftest as dicomweb
@@ -87,7 +87,7 @@ def stored(ds: Dataset) -> Dataset:
 
 
 def rendered(ds: Dataset, frame: int = 1, media_type: str = "image/png", **options: object) -> np.ndarray:
-    data = render_frame(stored(ds), frame, RenderOptions(media_type, **options))  # type: ignore[arg-type]
+    data = render(stored(ds), frame, RenderOptions(media_type, **options)).image  # type: ignore[arg-type]
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == ("PNG" if media_type == "image/png" else "JPEG")
         return np.asarray(image)
