@@ -54,7 +54,7 @@ from hub.shares.links import (
 from hub.shares.tables import ShareLink, ShareVisit
 from repository.dicomweb import render, wado
 from repository.dicomweb.errors import DicomwebError
-from repository.render_cache import cached_render, shared_cache
+from repository.dicomweb.views import rendered_frame
 from repository.study_archive import ArchiveEntry, archive_name, study_zip
 from repository.tables import DicomInstance
 from repository.views import blob_store
@@ -260,8 +260,7 @@ def _cacheable(data: bytes, media_type: str = "image/jpeg") -> Response:
 
 
 def _rendered(row: DicomInstance, number: int, options: render.RenderOptions) -> render.Rendered:
-    return cached_render(shared_cache(get_settings().data_dir / "cache" / "rendered"), row.sha256, number, options,
-                         lambda: wado.read_full(blob_store(), wado.Held.of(row)))
+    return rendered_frame(wado.Held.of(row), number, options)
 
 
 @blueprint.get("/s/<token>/study.json")

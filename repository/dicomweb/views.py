@@ -395,11 +395,15 @@ def retrieve_rendered(study: str, series: str, instance: str, frame: int = 1) ->
         media_type = _rendered_type()
         options = render.parse_render_options(request.args.to_dict(), media_type)
         (number,) = wado.frame_numbers(str(frame), held.frame_count)
-        cache = shared_cache(get_settings().data_dir / "cache" / "rendered")
-        rendered = cached_render(cache, held.sha256, number, options,     # keyed by the stored bytes' digest
-                                 lambda: wado.read_full(blob_store(), held))
-        return Response(rendered.image, content_type=media_type)
+        return Response(rendered_frame(held, number, options).image, content_type=media_type)
     return _retrieve(handle)
+
+
+def rendered_frame(held: wado.Held, number: int, options: render.RenderOptions) -> render.Rendered:
+    """Frame `number` of the instance rendered, from the render cache the viewer shares when rendered before
+    (keyed by the stored bytes' digest)."""
+    cache = shared_cache(get_settings().data_dir / "cache" / "rendered")
+    return cached_render(cache, held.sha256, number, options, lambda: wado.read_full(blob_store(), held))
 
 
 def init_app(app: Flask) -> None:
