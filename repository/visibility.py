@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from hub.security.identity import Caller
 from repository.tables import DicomInstance, ManifestReference, StoredDocument
 
-__all__ = ["BATCH", "VisibleInstances", "batches", "held_instances", "shared_with", "visible_clause"]
+__all__ = ["BATCH", "VisibleInstances", "batches", "held_instances", "shared_with", "visible_clause", "visible_to"]
 
 BATCH = 500   # UIDs per IN (...) list, well inside SQLite's parameter limit
 
@@ -47,11 +47,12 @@ def _manifest_visible_to(organisation_id: int | None) -> ColumnElement[bool]:
 
 def visible_clause(caller: Caller) -> ColumnElement[bool]:
     """The SQL condition on `DicomInstance` rows the caller may see (stored by it, or shared by a manifest)."""
-    return _visible_to(caller.organisation_id)
+    return visible_to(caller.organisation_id)
 
 
 @lru_cache(maxsize=1024)
-def _visible_to(organisation_id: int | None) -> ColumnElement[bool]:
+def visible_to(organisation_id: int | None) -> ColumnElement[bool]:
+    """`visible_clause` for the caller of that organisation (None: a caller of none)."""
     # Built once per organisation: building it costs more than running the query it filters (QIDO-RS, WADO-RS
     # on every request). SQL expressions are immutable, so one may serve every statement and thread.
     shared = exists(

@@ -29,11 +29,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
-from sqlalchemy import ColumnElement, Select, and_, case, distinct, func, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, distinct, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from hub.security.identity import Caller
@@ -41,7 +41,7 @@ from repository.dicomfile import is_valid_uid
 from repository.dicomweb.dicomjson import element
 from repository.dicomweb.errors import BadRequest
 from repository.tables import DicomInstance as I  # noqa: N817
-from repository.visibility import visible_clause
+from repository.visibility import visible_clause, visible_to
 
 __all__ = ["ATTRIBUTES", "Level", "Search", "SearchResult", "parse_search", "search"]
 
@@ -222,41 +222,70 @@ def _like(value: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
-def _condition(attribute: Attribute, value: str) -> ColumnElement[bool]:
-    """The SQL condition of one matching key (PS3.4 C.2.2.2)."""
+# QIDO's statements are built once per shape: which attributes are matched and how, what is returned, the
+# level and the caller's organisation. The values go in as bound parameters. Building a statement and its
+# cache key costs more than running it, and a shape recurs on nearly every request.
+
+@dataclass(frozen=True)
+class _Shape:
+    level: Level
+    organisation_id: int | None
+    study: bool                                   # the path names a study
+    series: bool                                  # ... and a series
+    matching: tuple[tuple[str, str], ...]         # (keyword, how it is matched) per filter
+    columns: tuple[str, ...]                      # keywords of the selected columns
+    fold_modalities: bool
+    dialect: str
+
+
+def _matching(attribute: Attribute, value: str, name: str) -> tuple[str, dict[str, Any]]:
+    """How one matching key matches (PS3.4 C.2.2.2), and its bound values, named after `name`."""
+    if attribute.vr == "UI" or (attribute.keyword == "ModalitiesInStudy" and not ("*" in value or "?" in value)):
+        # a UID list; a modality list matches any series of the study (PS3.4 C.6.1.1.3)
+        return "in", {name: [u for u in re.split(r"[,\\]", value) if u]}
+    if attribute.vr in ("IS", "US"):
+        return "equal", {name: int(value)}
+    if attribute.vr in ("DA", "TM") and "-" in value:
+        low, _, high = value.partition("-")
+        # a stored time with more precision than the upper bound still matches it: compared on its length
+        return f"range:{'low' if low else ''}:{len(high)}", {f"{name}_low": low, f"{name}_high": high}
+    wildcard = "*" in value or "?" in value
+    if attribute.vr == "PN":
+        return ("ilike", {name: _like(value)}) if wildcard else ("lower", {name: value.lower()})
+    return ("like", {name: _like(value)}) if wildcard else ("equal", {name: value})
+
+
+def _condition(attribute: Attribute, how: str, name: str) -> ColumnElement[bool]:
+    """The SQL condition of one matching key, its values left as parameters named after `name`."""
     column = attribute.column
     assert column is not None
-    vr = attribute.vr
-    if vr == "UI":
-        return column.in_([u for u in re.split(r"[,\\]", value) if u])
-    if attribute.keyword == "ModalitiesInStudy" and not ("*" in value or "?" in value):
-        return column.in_([m for m in re.split(r"[,\\]", value) if m])   # any series of the study (PS3.4 C.6.1.1.3)
-    if vr in ("IS", "US"):
-        return column == int(value)  # type: ignore[no-any-return]
-    if vr in ("DA", "TM") and "-" in value:
-        low, _, high = value.partition("-")
-        conditions = [column != ""]
-        if low:
-            conditions.append(column >= low)
-        if high:   # a stored time with more precision than the bound still matches it
-            conditions.append(func.substr(column, 1, len(high)) <= high)
-        return and_(*conditions)
-    if vr == "PN":
-        if "*" in value or "?" in value:
-            return column.ilike(_like(value), escape="\\")  # type: ignore[no-any-return]
-        return func.lower(column) == value.lower()  # type: ignore[no-any-return]
-    if "*" in value or "?" in value:
-        return column.like(_like(value), escape="\\")  # type: ignore[no-any-return]
-    return column == value  # type: ignore[no-any-return]
+    if how == "in":
+        return column.in_(bindparam(name, expanding=True))
+    if how == "equal":
+        return column == bindparam(name)  # type: ignore[no-any-return]
+    if how == "lower":
+        return func.lower(column) == bindparam(name)  # type: ignore[no-any-return]
+    if how == "ilike":
+        return column.ilike(bindparam(name), escape="\\")  # type: ignore[no-any-return]
+    if how == "like":
+        return column.like(bindparam(name), escape="\\")  # type: ignore[no-any-return]
+    _, low, high = how.split(":")
+    conditions = [column != ""]
+    if low:
+        conditions.append(column >= bindparam(f"{name}_low"))
+    if high:
+        conditions.append(func.substr(column, 1, int(high)) <= bindparam(f"{name}_high"))
+    return and_(*conditions)
 
 
-def _conditions(search: Search, caller: Caller) -> list[ColumnElement[bool]]:
-    conditions = [visible_clause(caller)]
-    if search.study_uid is not None:
-        conditions.append(I.study_instance_uid == search.study_uid)
-    if search.series_uid is not None:
-        conditions.append(I.series_instance_uid == search.series_uid)
-    conditions += [_condition(attribute, value) for attribute, value in search.filters]
+def _conditions(shape: _Shape) -> list[ColumnElement[bool]]:
+    conditions = [visible_to(shape.organisation_id)]
+    if shape.study:
+        conditions.append(I.study_instance_uid == bindparam("study_uid"))
+    if shape.series:
+        conditions.append(I.series_instance_uid == bindparam("series_uid"))
+    conditions += [_condition(ATTRIBUTES[keyword], how, f"v{index}")
+                   for index, (keyword, how) in enumerate(shape.matching)]
     return conditions
 
 
@@ -271,35 +300,50 @@ def _returned(search: Search) -> list[Attribute]:
     return [ATTRIBUTES[k] for k in keywords]
 
 
-def _page(query: Select[Any], search: Search) -> Select[Any]:
-    return query.offset(search.offset).limit(search.limit + 1)
+def _page(query: Select[Any]) -> Select[Any]:
+    return query.offset(bindparam("offset")).limit(bindparam("limit"))
+
+
+@lru_cache(maxsize=512)
+def _statement(shape: _Shape) -> Select[Any]:
+    """The search's statement: its rows hold the selected columns, then the study, series (and instance) UIDs;
+    for a study or series search then the modalities (if folded), the series count and the instance count."""
+    conditions = _conditions(shape)
+    columns: list[Any] = [ATTRIBUTES[keyword].column for keyword in shape.columns]
+    if shape.level == Level.INSTANCE:
+        return _page(select(*columns, I.study_instance_uid, I.series_instance_uid, I.sop_instance_uid)
+                     .where(*conditions)
+                     .order_by(I.study_instance_uid, I.series_instance_uid, I.instance_number, I.sop_instance_uid))
+    key = I.study_instance_uid if shape.level == Level.STUDY else I.series_instance_uid
+    matched = select(key).where(*conditions).distinct()
+    group = [I.study_instance_uid] + ([I.series_instance_uid] if shape.level == Level.SERIES else [])
+    aggregates: list[Any] = [_SERIES_COUNT, _INSTANCE_COUNT]
+    if shape.fold_modalities:
+        aggregates.insert(0, _modality_list(shape.dialect))
+    return _page(select(*[_first(keyword) for keyword in shape.columns], *group, *aggregates)
+                 .where(visible_to(shape.organisation_id), key.in_(matched)).group_by(*group).order_by(*group))
 
 
 def search(session: Session, caller: Caller, query: Search, base_url: str) -> SearchResult:
     """Run the search; `base_url` is the service root for RetrieveURL (e.g. https://hub/dicomweb)."""
-    conditions = _conditions(query, caller)
     returned = _returned(query)
     columns = [a for a in returned if a.column is not None and a.keyword != "ModalitiesInStudy"]
-    selected: list[Any] = [a.column for a in columns]
-    rows: list[Any]
     wants_modalities = any(a.keyword == "ModalitiesInStudy" for a in returned)
     fold_modalities = wants_modalities and query.level == Level.STUDY
+    parameters: dict[str, Any] = {"offset": query.offset, "limit": query.limit + 1,
+                                  "study_uid": query.study_uid, "series_uid": query.series_uid}
+    matching = []
+    for index, (attribute, value) in enumerate(query.filters):
+        how, values = _matching(attribute, value, f"v{index}")
+        matching.append((attribute.keyword, how))
+        parameters.update(values)
+    connection = session.connection()
+    shape = _Shape(query.level, caller.organisation_id, query.study_uid is not None, query.series_uid is not None,
+                   tuple(matching), tuple(a.keyword for a in columns), fold_modalities, connection.dialect.name)
+    rows: list[Any] = list(connection.execute(_statement(shape), parameters).all())
     if query.level == Level.INSTANCE:
-        rows = list(session.execute(_page(
-            select(*selected, I.study_instance_uid, I.series_instance_uid, I.sop_instance_uid).where(*conditions)
-            .order_by(I.study_instance_uid, I.series_instance_uid, I.instance_number, I.sop_instance_uid),
-            query)).all())
         counts: list[dict[str, int]] = [{} for _ in rows]
     else:
-        key = I.study_instance_uid if query.level == Level.STUDY else I.series_instance_uid
-        matched = select(key).where(*conditions).distinct()
-        group = [I.study_instance_uid] + ([I.series_instance_uid] if query.level == Level.SERIES else [])
-        aggregates: list[Any] = [_SERIES_COUNT, _INSTANCE_COUNT]
-        if fold_modalities:
-            aggregates.insert(0, _modality_list(session.get_bind().dialect.name))
-        rows = list(session.execute(_page(
-            select(*[_first(a.keyword) for a in columns], *group, *aggregates)
-            .where(visible_clause(caller), key.in_(matched)).group_by(*group).order_by(*group), query)).all())
         counts = [{"NumberOfStudyRelatedSeries": row[-2], "NumberOfStudyRelatedInstances": row[-1],
                    "NumberOfSeriesRelatedInstances": row[-1]} for row in rows]
     warnings = list(query.warnings)

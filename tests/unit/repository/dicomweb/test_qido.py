@@ -78,6 +78,23 @@ def test_uid_list_matching(web: Web, studies: list[str]) -> None:
     assert sorted(value(i, STUDY_UID) for i in answer.json) == sorted([studies[0], studies[2]])
 
 
+def test_searches_of_one_shape_bind_their_own_values(web: Web, studies: list[str]) -> None:
+    """The statement of a shape is built once and reused: each search still matches its own values, at
+    every level, and another organisation's search of the same shape sees only its own."""
+    for n, patient in enumerate(("P1", "P2", "P3")):
+        assert [value(i, STUDY_UID) for i in search(web, f"/dicomweb/studies?PatientID={patient}").json] \
+            == [studies[n]]
+        series = search(web, f"/dicomweb/studies/{studies[n]}/series?Modality=")
+        assert {value(i, STUDY_UID) for i in series.json} == {studies[n]}
+    for low, high, expected in (("20260101", "20261231", [0, 1]), ("20250101", "20251231", [2])):
+        found = search(web, f"/dicomweb/studies?StudyDate={low}-{high}").json
+        assert sorted(value(i, STUDY_UID) for i in found) == sorted(studies[n] for n in expected)
+    for first, second in ((1, 2), (0, 1)):
+        found = search(web, f"/dicomweb/instances?StudyInstanceUID={studies[first]},{studies[second]}").json
+        assert {value(i, STUDY_UID) for i in found} == {studies[first], studies[second]}
+    assert search(web, "/dicomweb/studies?PatientID=P1", web.b).json == []
+
+
 def test_study_results_carry_the_required_attributes_and_counts(web: Web, studies: list[str]) -> None:
     (item,) = search(web, f"/dicomweb/studies?StudyInstanceUID={studies[0]}").json
     for tag in (STUDY_DATE, STUDY_TIME, "00080050", MODALITIES, "00080090", PATIENT_NAME, PATIENT_ID, STUDY_UID,
