@@ -119,7 +119,10 @@ def begin_read_only(session: Session) -> None:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # LIFO: the connection used last is taken again. Each SQLite connection has its own page cache, and
+        # a write through one (every request appends an audit record) makes the others drop theirs, so
+        # rotating through the pool (FIFO, the default) read the database afresh on most requests.
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_use_lifo=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         _SqliteGate(engine.url.database or "").install(engine)
         return engine
