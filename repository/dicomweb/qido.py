@@ -64,10 +64,10 @@ class Attribute:
     vr: str
     level: Level
     column: InstrumentedAttribute[Any] | None    # None: computed (counts, RetrieveURL)
+    key: str = field(init=False)                  # the DICOM JSON key: the tag in eight hex digits
 
-    @property
-    def key(self) -> str:
-        return f"{tag_for_keyword(self.keyword):08X}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{tag_for_keyword(self.keyword):08X}")
 
 
 def _attributes(*specs: tuple[str, str, Level, InstrumentedAttribute[Any] | None]) -> dict[str, Attribute]:
