@@ -172,6 +172,8 @@ def serving_settings(settings: Settings, host: str | None = None, port: int | No
 # glibc mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
+M_TRIM_THRESHOLD = -1
+TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024
 MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
 
 
@@ -183,7 +185,10 @@ def tune_malloc() -> bool:
     arenas that keep the freed memory: resident size grows with every large
     transfer (a worker went from 115 to 183 MiB over the repository benchmark).
     A fixed threshold (4 MiB, no longer raised dynamically) and two arenas keep
-    it near 105 MiB (bench/README.md). Set before gunicorn forks, so every
+    it near 105 MiB (bench/README.md). The trim threshold (32 MiB) keeps freed
+    buffers mapped: at the default 128 KiB glibc handed each freed 1 MiB back
+    to the kernel, and the next buffer page-faulted and zeroed it afresh (half
+    the workers' system time in WADO-RS). Set before gunicorn forks, so every
     worker inherits it. Answers whether the C library took the settings.
     """
     import ctypes
@@ -194,7 +199,8 @@ def tune_malloc() -> bool:
         return False
     try:
         libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(libc.mallopt(M_ARENA_MAX, 2))
+        return (bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(libc.mallopt(M_ARENA_MAX, 2))
+                and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)))
     except (OSError, AttributeError):
         return False
 
