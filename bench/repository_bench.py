@@ -140,16 +140,26 @@ def memory_kib(pid: int, field: str, source: str) -> int:
     return 0
 
 
-def server_memory(root: int) -> tuple[int, int]:
-    """(largest RSS of one server process, PSS of all of them together), bytes.
+def server_memory(root: int) -> tuple[int, int, int]:
+    """(largest RSS of one server process, PSS of all of them together, PSS of the web server alone), bytes.
 
     RSS counts pages shared between the master and its workers once per process;
-    PSS splits them, so the sum is the memory the whole server really holds.
+    PSS splits them, so the sum is the memory the whole server really holds. The
+    web server is gunicorn's master and workers; `xdshub serve` also runs its
+    companion commands (DIMSE SCP, quiet-period publisher) as processes of their own.
     """
     pids = process_tree(root)
-    largest = max(memory_kib(pid, "VmRSS", "status") for pid in pids)
-    total = sum(memory_kib(pid, "Pss", "smaps_rollup") for pid in pids)
-    return largest * 1024, total * 1024
+    companions = {pid for pid in pids if _is_companion(pid)}
+    largest = max(memory_kib(pid, "VmRSS", "status") for pid in pids if pid not in companions)
+    pss = {pid: memory_kib(pid, "Pss", "smaps_rollup") for pid in pids}
+    return largest * 1024, sum(pss.values()) * 1024, sum(v for pid, v in pss.items() if pid not in companions) * 1024
+
+
+def _is_companion(pid: int) -> bool:
+    try:
+        return b"from hub.cli import main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def make_study(folder: Path, study_mb: int, instance_mb: int) -> tuple[str, dict[str, list[str]]]:
@@ -179,8 +189,8 @@ def bench_imaging(hub: HubProcess, bundle: Path, study_uid: str, series: dict[st
 
     def sample() -> None:
         while not stop.is_set():
-            largest, total = server_memory(hub.proc.pid)  # type: ignore[union-attr]
-            peak[0], peak[1] = max(peak[0], largest), max(peak[1], total)
+            now = server_memory(hub.proc.pid)  # type: ignore[union-attr]
+            peak[:] = [max(a, b) for a, b in zip(peak, now, strict=True)]
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -194,7 +204,8 @@ def bench_imaging(hub: HubProcess, bundle: Path, study_uid: str, series: dict[st
     return {"instances": sum(len(v) for v in series.values()), "mib": round(received / MIB, 1),
             "mb_per_s": round(received / MIB / elapsed, 1),
             "process_rss_mib_idle": round(baseline[0] / MIB, 1), "process_rss_mib_peak": round(peak[0] / MIB, 1),
-            "server_pss_mib_idle": round(baseline[1] / MIB, 1), "server_pss_mib_peak": round(peak[1] / MIB, 1)}
+            "server_pss_mib_idle": round(baseline[1] / MIB, 1), "server_pss_mib_peak": round(peak[1] / MIB, 1),
+            "web_server_pss_mib_idle": round(baseline[2] / MIB, 1), "web_server_pss_mib_peak": round(peak[2] / MIB, 1)}
 
 
 def raw_read(paths: list[Path]) -> dict:
