@@ -270,11 +270,12 @@ def _condition(attribute: Attribute, how: str, name: str) -> ColumnElement[bool]
     if how == "like":
         return column.like(bindparam(name), escape="\\")  # type: ignore[no-any-return]
     _, low, high = how.split(":")
+    high_length = int(high)                       # 0: the range has no upper bound
     conditions = [column != ""]
     if low:
         conditions.append(column >= bindparam(f"{name}_low"))
-    if high:
-        conditions.append(func.substr(column, 1, int(high)) <= bindparam(f"{name}_high"))
+    if high_length:
+        conditions.append(func.substr(column, 1, high_length) <= bindparam(f"{name}_high"))
     return and_(*conditions)
 
 
