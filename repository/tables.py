@@ -54,14 +54,14 @@ class DicomInstance(Base):
     transfer_syntax_uid: Mapped[str] = mapped_column(String(64))
     modality: Mapped[str] = mapped_column(String(16), default="")
     patient_id: Mapped[str] = mapped_column(String(256), default="")         # XDS form ID^^^&OID&ISO
-    dicom_patient_id: Mapped[str] = mapped_column(String(64), default="")
+    dicom_patient_id: Mapped[str] = mapped_column(String(64), default="", index=True)      # a QIDO-RS matching key
     issuer_of_patient_id: Mapped[str] = mapped_column(String(128), default="")
     patient_name: Mapped[str] = mapped_column(String(324), default="")
     patient_birth_date: Mapped[str] = mapped_column(String(8), default="")
     patient_sex: Mapped[str] = mapped_column(String(16), default="")
-    study_date: Mapped[str] = mapped_column(String(8), default="")
+    study_date: Mapped[str] = mapped_column(String(8), default="", index=True)      # a QIDO-RS matching key
     study_time: Mapped[str] = mapped_column(String(32), default="")
-    accession_number: Mapped[str] = mapped_column(String(64), default="")
+    accession_number: Mapped[str] = mapped_column(String(64), default="", index=True)      # a QIDO-RS matching key
     study_id: Mapped[str] = mapped_column(String(64), default="")
     study_description: Mapped[str] = mapped_column(String(256), default="")
     referring_physician_name: Mapped[str] = mapped_column(String(324), default="")
