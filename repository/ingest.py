@@ -22,7 +22,7 @@ recorded and the new blob is reclaimed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
@@ -35,6 +35,7 @@ from repository.blobstore import BlobStore, open_seekable
 from repository.dicomfile import InstanceHeader, InvalidDicom, is_valid_uid, read_instance_header
 from repository.reclaim import reclaim_unreferenced
 from repository.tables import DicomInstance, StudyState
+from repository.visibility import batches
 from repository.vocabulary import KOS_FORMAT_CODE as KOS_SOP_CLASS
 
 _LOCKED = "xdshub_studies_locked"
@@ -115,11 +116,6 @@ def checked_patient_id(header: InstanceHeader, sender: Sender) -> str:
     return patient_id
 
 
-def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
-
-
 def _studies_locked(session: Session) -> set[str]:
     """The studies whose `StudyState` row this transaction has locked (or created) already."""
     transaction = session.get_transaction()
@@ -135,7 +131,7 @@ class _BatchCheck:
     def __init__(self, session: Session, batch: Sequence[Prepared]) -> None:
         uids = sorted({p.header.sop_instance_uid for p in batch})
         self.instances: dict[str, DicomInstance] = {}
-        for chunk in _chunks(uids):
+        for chunk in batches(uids):
             self.instances.update((i.sop_instance_uid, i) for i in session.scalars(
                 select(DicomInstance).where(DicomInstance.sop_instance_uid.in_(chunk))))
         studies = sorted({p.header.study_instance_uid for p in batch})
@@ -148,15 +144,15 @@ class _BatchCheck:
                 if state is not None:
                     self.states[uid] = state
         unread = [uid for uid in studies if uid not in locked]
-        for chunk in _chunks([uid for uid in unread if uid in receiving]):
+        for chunk in batches([uid for uid in unread if uid in receiving]):
             query = select(StudyState).where(StudyState.study_instance_uid.in_(chunk)).with_for_update()
             self.states.update((state.study_instance_uid, state) for state in session.scalars(query))
             locked.update(chunk)
-        for chunk in _chunks([uid for uid in unread if uid not in receiving]):
+        for chunk in batches([uid for uid in unread if uid not in receiving]):
             self.states.update((state.study_instance_uid, state) for state in session.scalars(
                 select(StudyState).where(StudyState.study_instance_uid.in_(chunk))))
         self.patients = {uid: state.patient_id for uid, state in self.states.items()}
-        for chunk in _chunks([uid for uid in studies if uid not in self.patients]):
+        for chunk in batches([uid for uid in studies if uid not in self.patients]):
             first_patients = (select(DicomInstance.study_instance_uid, func.min(DicomInstance.patient_id))
                               .where(DicomInstance.study_instance_uid.in_(chunk))
                               .group_by(DicomInstance.study_instance_uid))

@@ -36,12 +36,8 @@ def batches(uids: list[str]) -> list[list[str]]:
     return [uids[start:start + BATCH] for start in range(0, len(uids), BATCH)]
 
 
-def _visible_manifest(caller: Caller) -> ColumnElement[bool]:
-    """A manifest the caller may see: not restricted, or submitted by the caller's organisation."""
-    return _manifest_visible_to(caller.organisation_id)
-
-
 def _manifest_visible_to(organisation_id: int | None) -> ColumnElement[bool]:
+    """A manifest that organisation may see: not restricted, or submitted by it."""
     return or_(StoredDocument.restricted.is_(False), StoredDocument.submitter_org_id == organisation_id)
 
 
@@ -76,7 +72,7 @@ def shared_with(session: Session, uids: Iterable[str], caller: Caller) -> set[st
         shared.update(session.scalars(
             select(ManifestReference.sop_instance_uid).distinct()
             .join(StoredDocument, StoredDocument.unique_id == ManifestReference.manifest_unique_id)
-            .where(ManifestReference.sop_instance_uid.in_(batch), _visible_manifest(caller))))
+            .where(ManifestReference.sop_instance_uid.in_(batch), _manifest_visible_to(caller.organisation_id))))
     return shared
 
 

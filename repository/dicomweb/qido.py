@@ -144,10 +144,15 @@ def _number(name: str, value: str, low: int = 0) -> int:
     return int(value)
 
 
+def _value_list(value: str) -> list[str]:
+    """The values of a list match, separated by "," or "\\" (PS3.18 8.3.4.1)."""
+    return [v for v in re.split(r"[,\\]", value) if v]
+
+
 def _check_value(attribute: Attribute, value: str) -> None:
     name, vr = attribute.keyword, attribute.vr
     if vr == "UI":
-        uids = [u for u in re.split(r"[,\\]", value) if u]
+        uids = _value_list(value)
         bad = [u for u in uids if not is_valid_uid(u)]
         if not uids or bad:
             raise BadRequest(f"{name} must be a UID or a list of UIDs separated by commas (no wildcards), "
@@ -242,7 +247,7 @@ def _matching(attribute: Attribute, value: str, name: str) -> tuple[str, dict[st
     """How one matching key matches (PS3.4 C.2.2.2), and its bound values, named after `name`."""
     if attribute.vr == "UI" or (attribute.keyword == "ModalitiesInStudy" and not ("*" in value or "?" in value)):
         # a UID list; a modality list matches any series of the study (PS3.4 C.6.1.1.3)
-        return "in", {name: [u for u in re.split(r"[,\\]", value) if u]}
+        return "in", {name: _value_list(value)}
     if attribute.vr in ("IS", "US"):
         return "equal", {name: int(value)}
     if attribute.vr in ("DA", "TM") and "-" in value:
