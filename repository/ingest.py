@@ -22,13 +22,14 @@ recorded and the new blob is reclaimed.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
 from pydicom.uid import UID
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from repository.blobstore import BlobStore, open_seekable
@@ -125,18 +126,43 @@ def _studies_locked(session: Session) -> set[str]:
     return mark[1]  # type: ignore[no-any-return]
 
 
+_TURNS = text("SELECT count(pg_advisory_xact_lock(k)) FROM "
+              "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS ordered")
+
+
+def _turn_key(study_uid: str) -> int:
+    """The study's PostgreSQL advisory lock key: 64 bits of a hash of its UID, namespaced to this use."""
+    digest = hashlib.sha256(f"xdshub.study-writer:{study_uid}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _take_turns(session: Session, study_uids: list[str]) -> None:
+    """On PostgreSQL, wait until no other transaction is writing these studies, and keep them until commit.
+
+    A `StudyState` row can be locked only once it exists: two transactions
+    both bringing the first instances of a study would both find none, both
+    insert one, and the second fail on the key. A transaction-level advisory
+    lock per study (taken in key order, so two batches cannot deadlock) makes
+    them take turns, and the second then reads what the first committed.
+    SQLite needs none: its writers' gate (`hub.db`) lets one writer in at a time.
+    """
+    if study_uids and session.get_bind().dialect.name == "postgresql":
+        session.execute(_TURNS, {"keys": sorted({_turn_key(uid) for uid in study_uids})})
+
+
 class _BatchCheck:
     """What the database holds of a batch's instances and studies, read with a few statements for the batch."""
 
     def __init__(self, session: Session, batch: Sequence[Prepared]) -> None:
+        studies = sorted({p.header.study_instance_uid for p in batch})
+        receiving = {p.header.study_instance_uid for p in batch if p.header.sop_class_uid != KOS_SOP_CLASS}
+        locked = _studies_locked(session)
+        _take_turns(session, [uid for uid in studies if uid in receiving and uid not in locked])
         uids = sorted({p.header.sop_instance_uid for p in batch})
         self.instances: dict[str, DicomInstance] = {}
         for chunk in batches(uids):
             self.instances.update((i.sop_instance_uid, i) for i in session.scalars(
                 select(DicomInstance).where(DicomInstance.sop_instance_uid.in_(chunk))))
-        studies = sorted({p.header.study_instance_uid for p in batch})
-        receiving = {p.header.study_instance_uid for p in batch if p.header.sop_class_uid != KOS_SOP_CLASS}
-        locked = _studies_locked(session)
         self.states: dict[str, StudyState] = {}
         for uid in studies:        # locked once per transaction; later, from the identity map
             if uid in locked:

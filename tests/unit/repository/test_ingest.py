@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import pytest
 from pydicom.dataset import Dataset
@@ -145,3 +146,47 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(database: Database,
         return len(issued)
 
     assert statements_for(2) == statements_for(40)
+
+
+def _record_in_thread(database: Database, batch: list[Prepared]) -> tuple[threading.Thread, list[object]]:
+    """`record_all` of `batch` in its own session and transaction, committed, on another thread."""
+    answer: list[object] = []
+
+    def run() -> None:
+        try:
+            with database.session() as session:
+                answer.extend(record_all(session, batch))
+        except Exception as exc:   # the test reads it: the race must not end in an error
+            answer.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, answer
+
+
+@pytest.mark.parametrize("second_patient", ["P1", "P2"])
+def test_two_writers_of_the_same_new_study_take_turns(database: Database, store: BlobStore, caller: Caller,
+                                                      second_patient: str) -> None:
+    """Two transactions that both bring the first instances of one study: the second waits for the first and
+    then sees its instances and study (PostgreSQL has no writers' gate; SQLite's gate makes them take turns)."""
+    first = make_instance(patient_id="P1", issuer=ISSUER)
+    second = make_instance(study_uid=str(first.StudyInstanceUID), patient_id=second_patient, issuer=ISSUER)
+    batch_one, batch_two = [_prepared(store, first, caller)], [_prepared(store, second, caller)]
+    with database.session() as session:
+        assert not record_all(session, batch_one)[0].duplicate  # type: ignore[union-attr]
+        thread, answer = _record_in_thread(database, batch_two)
+        thread.join(0.5)
+        assert thread.is_alive(), "the second writer went on while the first held the study"
+    thread.join(30)
+    assert not thread.is_alive()
+    (outcome,) = answer
+    if second_patient == "P1":
+        assert isinstance(outcome, Ingested) and not outcome.duplicate
+    else:
+        assert isinstance(outcome, InconsistentPatient), outcome
+    with database.session() as session:
+        held = set(session.scalars(select(DicomInstance.sop_instance_uid)))
+        state = session.get(StudyState, str(first.StudyInstanceUID))
+    assert held == ({str(first.SOPInstanceUID), str(second.SOPInstanceUID)} if second_patient == "P1"
+                    else {str(first.SOPInstanceUID)})
+    assert state is not None and state.patient_id == f"P1^^^&{ISSUER}&ISO"
