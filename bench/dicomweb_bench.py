@@ -21,6 +21,9 @@ Each gets the same synthetic CT studies (--studies x --instances, 16-bit
    studies, concurrency 4 the second half.
 2. QIDO-RS: study searches by PatientID, by StudyDate range, by PatientName
    wildcard and by ModalitiesInStudy (--queries in all); p50 and p95 in ms.
+   At concurrency 1 also the CPU each search cost the server's processes
+   (all of them: the hub's workers; Orthanc and nginx) and the client, in
+   ms, read from /proc and getrusage around the loop.
 3. WADO-RS: every study retrieved whole (multipart/related,
    application/dicom, transfer-syntax=*), the stream read to the end; MB/s.
 
@@ -37,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -82,6 +86,38 @@ class Server:
     name: str
     root: str                         # the DICOMweb root URL
     session: requests.Session
+    pids: list[int]                   # the processes that serve it (read for their CPU time)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (Linux /proc)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        queue.extend(int(child) for child in children)
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used (those still running)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])      # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def make_studies(count: int, per_study: int, size: int) -> list[Study]:
@@ -164,7 +200,11 @@ def measure(server: Server, studies: list[Study], query_count: int) -> dict[str,
         figures[f"stow_instances_per_s_c{concurrency}"] = round(sum(len(s.instances) for s in part) / seconds, 1)
     asked = queries(studies, query_count)
     for concurrency in (1, 4):
+        server_cpu, client_cpu = cpu_seconds(server.pids), own_cpu_seconds()
         _, latencies = run_pool(concurrency, lambda q: qido(server, q), asked)  # type: ignore[arg-type]
+        if concurrency == 1:
+            figures["qido_server_cpu_ms_c1"] = round((cpu_seconds(server.pids) - server_cpu) * 1000 / len(asked), 2)
+            figures["qido_client_cpu_ms_c1"] = round((own_cpu_seconds() - client_cpu) * 1000 / len(asked), 2)
         ordered = sorted(latencies)
         figures[f"qido_p50_ms_c{concurrency}"] = round(statistics.median(ordered), 2)
         figures[f"qido_p95_ms_c{concurrency}"] = round(ordered[int(0.95 * (len(ordered) - 1))], 2)
@@ -292,10 +332,11 @@ def measure_orthanc(folder: Path, studies: list[Study], query_count: int, pki: P
     front: subprocess.Popen[bytes] | None = None
     try:
         if pki is None:
-            return measure(Server("orthanc", f"{url}/dicom-web", requests.Session()), studies, query_count)
+            return measure(Server("orthanc", f"{url}/dicom-web", requests.Session(), [orthanc.pid]), studies,
+                           query_count)
         front, front_url = start_tls_front(folder / "nginx", url, pki, client)
-        return measure(Server("orthanc_tls", f"{front_url}/dicom-web", tls_session(pki / "ca.crt", client)),
-                       studies, query_count)
+        return measure(Server("orthanc_tls", f"{front_url}/dicom-web", tls_session(pki / "ca.crt", client),
+                              [orthanc.pid, *process_tree(front.pid)]), studies, query_count)
     finally:
         if front is not None:
             stop(front)
@@ -350,8 +391,9 @@ def main() -> None:
             client = HubClient(work / "org", base_url=hub.url)
             hub_session = client.http
             hub_session.headers["Authorization"] = f"Bearer {client.token('dicomweb:read dicomweb:write')}"
-            results["xdshub"] = measure(Server("xdshub", f"{hub.url}/dicomweb", hub_session), studies,
-                                        args.queries)
+            assert hub.proc is not None
+            results["xdshub"] = measure(Server("xdshub", f"{hub.url}/dicomweb", hub_session,
+                                               process_tree(hub.proc.pid)), studies, args.queries)
         print(json.dumps({
             "studies": args.studies, "instances_per_study": args.instances,
             "instance_bytes": len(studies[0].instances[0]),
