@@ -57,7 +57,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.hubproc import HubProcess, free_port, xdshub  # noqa: E402
+from bench.hubproc import HubProcess, cpu_seconds, free_port, process_tree, xdshub  # noqa: E402
 from hub.client import HubClient  # noqa: E402
 from tests.factories.dicom import instance_bytes, make_instance  # noqa: E402
 
@@ -87,32 +87,6 @@ class Server:
     root: str                         # the DICOMweb root URL
     session: requests.Session
     pids: list[int]                   # the processes that serve it (read for their CPU time)
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants (Linux /proc)."""
-    found, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        found.append(current)
-        try:
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
-        queue.extend(int(child) for child in children)
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU time the processes have used (those still running)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])      # utime, stime in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_seconds() -> float:

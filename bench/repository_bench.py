@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.hubproc import HubProcess, free_port, xdshub  # noqa: E402
+from bench.hubproc import HubProcess, free_port, process_tree, xdshub  # noqa: E402
 from hub.client import HubClient  # noqa: E402
 from hub.soap.envelope import render_envelope, serialize  # noqa: E402
 from hub.soap.mtom import render_mtom  # noqa: E402
@@ -110,24 +110,6 @@ def bench_retrieve(hub: HubProcess, bundle: Path, uids: list[str]) -> dict:
                                    render_retrieve_request([DocumentRequest(REPOSITORY, uid)]))
     elapsed = time.perf_counter() - started
     return {"documents": len(uids), "mib": round(received / MIB, 1), "mb_per_s": round(received / MIB / elapsed, 1)}
-
-
-def process_tree(root: int) -> list[int]:
-    """A process and all its descendants (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                children.setdefault(int(fields[1]), []).append(int(entry))
-            except (OSError, IndexError):
-                continue
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
 
 
 def memory_kib(pid: int, field: str, source: str) -> int:
